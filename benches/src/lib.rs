@@ -1,0 +1,1 @@
+//! Benchmarks live in `benches/` (criterion) and the side-by-side scripts beside them.

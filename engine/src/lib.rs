@@ -1,0 +1,35 @@
+//! # vigil-engine
+//!
+//! Causal MoViNet stream models on a per-stream state, batched across streams.
+//! No GStreamer here: this crate and its tests run anywhere.
+//!
+//! Main types:
+//! - [`Model`] — a MoViNet stream model imported from an official streaming TFLite
+//!   export ([`tflite`] parses the flatbuffer, [`model`] recognises stem, blocks, skips,
+//!   squeeze-excitation and head from the op graph and dequantizes the weights once).
+//! - [`Engine`] — owns a [`Backend`] and a slot pool of per-stream sessions; one
+//!   [`Engine::step`] advances one frame for each of B sessions at once.
+//! - [`session`] — what a stream carries: [`session::StreamBuffer`] rings for the causal
+//!   temporal convolutions and [`session::CumulativePool`] running sums.
+//! - [`cpu::CpuBackend`] — the multi-threaded float32 backend, also the numerical twin of
+//!   every GPU kernel.
+//! - [`labels::Labels`], [`fixture::Fixture`] — label files and reference fixtures.
+//! - [`bench`] — the step benchmark behind `vigil bench`.
+//! - [`EngineError`] — the one error type of this crate.
+
+pub mod backend;
+pub mod bench;
+pub mod cpu;
+pub mod engine;
+pub mod error;
+pub mod fixture;
+pub mod labels;
+pub mod model;
+pub mod session;
+pub mod tflite;
+
+pub use backend::{Backend, Device};
+pub use engine::{Engine, EngineConfig, SessionId};
+pub use error::{EngineError, Result};
+pub use labels::Labels;
+pub use model::Model;
