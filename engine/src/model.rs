@@ -703,11 +703,14 @@ impl<'g, 'a> Importer<'g, 'a> {
         }
     }
 
-    fn geom(&self, padding: Padding, h: usize, w: usize, kh: usize, kw: usize, s: usize) -> Conv2dGeom {
-        match padding {
+    fn geom(&self, padding: Padding, h: usize, w: usize, kh: usize, kw: usize, s: usize) -> Result<Conv2dGeom> {
+        if s == 0 || kh == 0 || kw == 0 || kh > 64 || kw > 64 || s > 64 || (padding == Padding::Valid && (kh > h || kw > w)) {
+            return Err(self.err(format!("window {kh}x{kw} stride {s} {padding:?} does not fit a {h}x{w} input")));
+        }
+        Ok(match padding {
             Padding::Same => Conv2dGeom::same(h, w, kh, kw, s),
             Padding::Valid => Conv2dGeom::valid(h, w, kh, kw, s),
-        }
+        })
     }
 
     /// Check the graph's own output shape of `t` against the `[.., h, w, c]` we derived.
@@ -761,7 +764,7 @@ impl<'g, 'a> Importer<'g, 'a> {
                 hwio[k * cout + o] = ohwi[o * kh * kw * 3 + k];
             }
         }
-        let geom = self.geom(padding, size, size, kh, kw, stride_h as usize);
+        let geom = self.geom(padding, size, size, kh, kw, stride_h.max(0) as usize)?;
         let bias = self.bias(stem_op, cout, "stem")?;
         self.take(stem_op);
         let (act, mut x) = self.finish_act(stem_op, act, "stem")?;
@@ -876,7 +879,7 @@ impl<'g, 'a> Importer<'g, 'a> {
         if ws.len() != 4 || ws[0] != 1 || ws[3] != ce {
             return Err(self.err(format!("{layer}: weights {ws:?}, expected [1, k, k, {ce}]")));
         }
-        let geom = self.geom(padding, h, w, ws[1], ws[2], stride_h as usize);
+        let geom = self.geom(padding, h, w, ws[1], ws[2], stride_h.max(0) as usize)?;
         let spatial = Depthwise { geom, c: ce, w: self.constant(wt, &layer)?, bias: self.bias(dw, ce, &layer)?, act: Activation::None };
         self.take(dw);
         let (sact, mut f) = self.finish_act(dw, act, &layer)?;
@@ -895,7 +898,7 @@ impl<'g, 'a> Importer<'g, 'a> {
             if is_buffer {
                 let layer = format!("{name}/temporal");
                 let ss = self.shape(state).to_vec();
-                if ss.len() != 5 || (ss[2], ss[3], ss[4]) != (oh, ow, ce) {
+                if ss.len() != 5 || (ss[2], ss[3], ss[4]) != (oh, ow, ce) || ss[1] == 0 || ss[1] > 64 {
                     return Err(self.err(format!("{layer}: stream buffer input has shape {ss:?}")));
                 }
                 let frames = ss[1];
@@ -946,7 +949,7 @@ impl<'g, 'a> Importer<'g, 'a> {
         if let Some(mean) = self.find_consumer(f, BuiltinOp::Mean) {
             let layer = format!("{name}/se");
             let m = self.output(mean)?;
-            if self.shape(m).iter().product::<usize>() != ce {
+            if self.g.tensors[m].elements() != ce {
                 return Err(self.err(format!("{layer}: the spatial mean has shape {:?}", self.shape(m))));
             }
             self.take(mean);
@@ -1003,6 +1006,9 @@ impl<'g, 'a> Importer<'g, 'a> {
         let layer = format!("{name}/projection");
         let proj = self.consumer(f, BuiltinOp::Conv2d, "the projection conv")?;
         let (mut project, p) = self.pointwise(proj, &layer)?;
+        if project.cin != ce {
+            return Err(self.err(format!("{layer} takes {} channels, the block carries {ce}", project.cin)));
+        }
         if project.act != Activation::None {
             return Err(EngineError::Unsupported { layer, why: "activation after the projection".into() });
         }
@@ -1046,9 +1052,15 @@ impl<'g, 'a> Importer<'g, 'a> {
                     return Err(self.err(format!("{name}: average pool without options")));
                 };
                 self.take(pool_op);
-                Some(self.geom(padding, h, w, filter_h as usize, filter_w as usize, stride_h as usize))
+                Some(self.geom(padding, h, w, filter_h.max(0) as usize, filter_w.max(0) as usize, stride_h.max(0) as usize)?)
             };
             let (conv, _) = self.pointwise(sconv, &format!("{name}/skip"))?;
+            if conv.cin != c || conv.cout != project.cout || pool.is_some_and(|g| (g.out_h, g.out_w) != (oh, ow)) {
+                return Err(self.err(format!("{name}/skip maps {}->{} channels, the block {c}->{}", conv.cin, conv.cout, project.cout)));
+            }
+            if pool.is_none() && (h, w) != (oh, ow) {
+                return Err(self.err(format!("{name}/skip has no pool but the block changes {h}x{w} to {oh}x{ow}")));
+            }
             Skip::Project { pool, conv }
         };
         let out = self.output(add)?;

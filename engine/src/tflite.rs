@@ -71,8 +71,9 @@ pub struct TensorInfo<'a> {
 }
 
 impl TensorInfo<'_> {
+    /// Element count (saturating: a corrupt shape cannot overflow).
     pub fn elements(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX)
     }
 }
 
@@ -658,7 +659,10 @@ impl<'a> Graph<'a> {
                 _ => None,
             };
             if let (Some(d), Some(size)) = (data, dtype.size()) {
-                let want = shape.iter().product::<usize>() * size;
+                let want = shape
+                    .iter()
+                    .try_fold(size, |a, &d| a.checked_mul(d))
+                    .ok_or_else(|| TfliteError::Structure(format!("tensor {ti} ({name}) shape {shape:?} overflows")))?;
                 if d.len() != want {
                     return Err(TfliteError::Structure(format!(
                         "tensor {ti} ({name}) shape {shape:?} needs {want} bytes, its buffer has {}",
