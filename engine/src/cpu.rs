@@ -1,10 +1,13 @@
 //! [`CpuBackend`]: the float32 multi-threaded backend.
 //!
-//! One step runs the model layer by layer over the whole batch: pointwise convolutions
-//! are GEMMs over every stream's pixels at once, depthwise and pooling kernels split
-//! output rows across threads (see `vigil_kernels::cpu`). State stays in the
-//! [`SlotPool`]; activations live in a [`Workspace`] sized for the largest batch seen, so
-//! a warm step allocates nothing.
+//! A step splits the batch into micro-batches of a few streams, and runs the
+//! micro-batches in parallel, each one layer by layer through the whole model: pointwise
+//! convolutions are GEMMs over the micro-batch's pixels, depthwise and pooling kernels
+//! split output rows across whatever threads are idle (see `vigil_kernels::cpu`). Small
+//! micro-batches keep activations in cache; one stream alone still uses every thread.
+//! State stays in the [`SlotPool`] (the batch's boxes are moved out for the step and put
+//! back); activations live in one [`Workspace`] per concurrent micro-batch, sized on
+//! first use, so a warm step allocates nothing.
 
 use std::sync::Arc;
 
@@ -12,7 +15,7 @@ use vigil_kernels::cpu as k;
 
 use crate::backend::Backend;
 use crate::model::{Model, Skip};
-use crate::session::SlotPool;
+use crate::session::{SlotPool, StreamState};
 use crate::{EngineError, Result};
 
 /// Activation buffers for one batch size, grown on demand, never shrunk.
@@ -33,7 +36,6 @@ struct Workspace {
     se_mid: Vec<f32>,
     gate: Vec<f32>,
     head_mid: Vec<f32>,
-    frames_before: Vec<u64>,
 }
 
 /// Per-stream sizes of each workspace role, from the model.
@@ -104,10 +106,14 @@ impl Workspace {
         grow(&mut self.se_mid, s.se_mid);
         grow(&mut self.gate, s.vec);
         grow(&mut self.head_mid, s.head_mid);
-        self.frames_before.reserve(batch);
         self.batch = batch;
     }
 }
+
+/// Default largest micro-batch. Measured on a 2-core x86 machine (BENCHMARKS.md): one
+/// stream per micro-batch keeps the early layers' activations (~0.7 MB) in L2 and was
+/// fastest; larger micro-batches amortise GEMM packing but spill the caches.
+pub const DEFAULT_MICRO_BATCH: usize = 1;
 
 /// The CPU backend: a rayon pool, the slot pool of stream states, a workspace.
 pub struct CpuBackend {
@@ -115,15 +121,19 @@ pub struct CpuBackend {
     pool: rayon::ThreadPool,
     threads: usize,
     state: SlotPool,
-    ws: Workspace,
+    workspaces: Vec<Workspace>,
+    micro_batch: usize,
+    /// the batch's states, moved out of the pool for one step (capacity reused)
+    batch: Vec<Box<StreamState>>,
     sizes: Sizes,
     /// `1 / pixels` per channel for each SE block's spatial mean
     se_scales: Vec<Vec<f32>>,
 }
 
 impl CpuBackend {
-    /// `threads = 0` uses one thread per core.
-    pub fn new(model: Arc<Model>, threads: usize) -> Result<CpuBackend> {
+    /// `threads = 0` uses one thread per core; `micro_batch = 0` uses
+    /// [`DEFAULT_MICRO_BATCH`].
+    pub fn new(model: Arc<Model>, threads: usize, micro_batch: usize) -> Result<CpuBackend> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         } else {
@@ -140,12 +150,14 @@ impl CpuBackend {
             .map(|b| vec![1.0 / b.out_pixels() as f32; b.se.as_ref().map(|s| s.c).unwrap_or(0)])
             .collect();
         Ok(CpuBackend {
-            state: SlotPool::new(&model),
+            state: SlotPool::default(),
             sizes: Sizes::of(&model),
             model,
             pool,
             threads,
-            ws: Workspace::default(),
+            workspaces: Vec::new(),
+            micro_batch: if micro_batch == 0 { DEFAULT_MICRO_BATCH } else { micro_batch },
+            batch: Vec::new(),
             se_scales,
         })
     }
@@ -154,9 +166,23 @@ impl CpuBackend {
         self.threads
     }
 
-    /// Preallocate the workspace for batches up to `batch` streams.
+    /// Streams per micro-batch for a batch of `b`: enough micro-batches to keep every
+    /// thread busy, each at most `self.micro_batch` streams so activations stay in cache.
+    fn micro_batch(&self, b: usize) -> usize {
+        b.div_ceil(self.threads).clamp(1, self.micro_batch)
+    }
+
+    /// Preallocate workspaces for batches up to `batch` streams.
     pub fn reserve_batch(&mut self, batch: usize) {
-        self.ws.ensure(batch, &self.sizes);
+        let mb = self.micro_batch(batch);
+        let groups = batch.div_ceil(mb);
+        if self.workspaces.len() < groups {
+            self.workspaces.resize_with(groups, Workspace::default);
+        }
+        for ws in &mut self.workspaces[..groups] {
+            ws.ensure(mb, &self.sizes);
+        }
+        self.batch.reserve(batch);
     }
 }
 
@@ -166,15 +192,14 @@ impl Backend for CpuBackend {
     }
 
     fn open_slot(&mut self, slot: usize) -> Result<()> {
-        self.state.open(slot);
+        self.state.open(slot, &self.model);
         Ok(())
     }
 
     fn reset_slot(&mut self, slot: usize) -> Result<()> {
-        if !self.state.is_open(slot) {
+        if !self.state.reset(slot) {
             return Err(EngineError::NoSession(slot as u64));
         }
-        self.state.reset(slot);
         Ok(())
     }
 
@@ -183,7 +208,7 @@ impl Backend for CpuBackend {
     }
 
     fn state_bytes_per_slot(&self) -> usize {
-        self.state.values_per_slot() * std::mem::size_of::<f32>() + std::mem::size_of::<u64>()
+        self.model.state_values() * std::mem::size_of::<f32>() + std::mem::size_of::<u64>()
     }
 
     fn step(&mut self, slots: &[usize], frames: &[&[u8]], logits: &mut [f32]) -> Result<()> {
@@ -194,31 +219,58 @@ impl Backend for CpuBackend {
         if let Some(&s) = slots.iter().find(|&&s| !self.state.is_open(s)) {
             return Err(EngineError::NoSession(s as u64));
         }
-        self.ws.ensure(b, &self.sizes);
-        let CpuBackend { model, pool, state, ws, se_scales, .. } = self;
-        ws.frames_before.clear();
-        ws.frames_before.extend(slots.iter().map(|&s| state.frames[s]));
-        pool.install(|| run_step(model, se_scales, state, ws, slots, frames, logits));
+        self.reserve_batch(b);
+        let mb = self.micro_batch(b);
+        let classes = self.model.classes();
+        let mut batch = std::mem::take(&mut self.batch);
         for &s in slots {
-            state.frames[s] += 1;
+            // open (checked above) and distinct (the engine checks), so always Some
+            if let Some(st) = self.state.take(s) {
+                batch.push(st);
+            }
         }
+        if batch.len() != b {
+            for (st, &s) in batch.drain(..).zip(slots) {
+                self.state.put(s, st);
+            }
+            self.batch = batch;
+            return Err(EngineError::Batch("a slot appears twice in the batch".into()));
+        }
+        let CpuBackend { model, pool, workspaces, se_scales, .. } = self;
+        let (model, se_scales): (&Model, &[Vec<f32>]) = (model, se_scales);
+        pool.install(|| {
+            use rayon::prelude::*;
+            batch
+                .par_chunks_mut(mb)
+                .zip(frames.par_chunks(mb))
+                .zip(logits.par_chunks_mut(mb * classes))
+                .zip(workspaces.par_iter_mut())
+                .for_each(|(((states, frames), logits), ws)| {
+                    let _span = tracing::trace_span!("micro_batch", streams = states.len()).entered();
+                    run_step(model, se_scales, states, ws, frames, logits);
+                });
+        });
+        for (mut st, &s) in batch.drain(..).zip(slots) {
+            st.frames += 1;
+            self.state.put(s, st);
+        }
+        self.batch = batch;
         Ok(())
     }
 }
 
+/// One micro-batch through the whole model. Per-stream state is touched one stream at a
+/// time (`temporal_causal` / `cumulative_pool` with a one-slot pool: the stream's own).
 fn run_step(
     model: &Model,
     se_scales: &[Vec<f32>],
-    state: &mut SlotPool,
+    states: &mut [Box<StreamState>],
     ws: &mut Workspace,
-    slots: &[usize],
     frames: &[&[u8]],
     logits: &mut [f32],
 ) {
-    let b = slots.len();
-    let Workspace { input, x, x_next, skip, pooled, e, d, t, mean, cum, se_in, se_mid, gate, head_mid, frames_before, .. } =
-        ws;
-    let tb: &[u64] = frames_before;
+    let b = states.len();
+    let Workspace { input, x, x_next, skip, pooled, e, d, t, mean, cum, se_in, se_mid, gate, head_mid, .. } = ws;
     k::preprocess_u8(frames, input);
     let stem = &model.stem;
     k::conv2d(input, b, &stem.geom, stem.cin, &stem.w, &stem.bias, stem.cout, stem.act, x);
@@ -247,15 +299,19 @@ fn run_step(
         let ce = sp.c;
         let f: &mut Vec<f32> = match &blk.temporal {
             Some(tl) => {
-                let buf = &mut state.buffers[tl.buffer].data;
-                k::temporal_causal(d, tl.pixels, tl.c, tl.kt, &tl.w, &tl.bias, tl.act, slots, tb, buf, t);
+                let n = tl.pixels * tl.c;
+                for (s, st) in states.iter_mut().enumerate() {
+                    let buf = &mut st.buffers[tl.buffer].data;
+                    let (cur, out) = (&d[s * n..(s + 1) * n], &mut t[s * n..(s + 1) * n]);
+                    k::temporal_causal(cur, tl.pixels, tl.c, tl.kt, &tl.w, &tl.bias, tl.act, &[0], &[st.frames], buf, out);
+                }
                 t
             }
             None => d,
         };
         if let Some(se) = &blk.se {
             k::spatial_mean(f, b, out_px, ce, &se_scales[bi], mean);
-            k::cumulative_pool(mean, ce, slots, tb, &mut state.pools[se.pool].sums, cum);
+            cumulative(states, se.pool, ce, mean, cum);
             for s in 0..b {
                 let row = &mut se_in[s * 2 * ce..(s + 1) * 2 * ce];
                 let (first, second) = if se.cumulative_first { (&*cum, &*mean) } else { (&*mean, &*cum) };
@@ -276,9 +332,17 @@ fn run_step(
     let p = &h.project;
     k::pointwise(x, b * h.pixels, p.cin, &p.w, p.cout, &p.bias, p.act, None, e);
     k::spatial_mean(e, b, h.pixels, p.cout, &h.pool_scale, mean);
-    k::cumulative_pool(mean, p.cout, slots, tb, &mut state.pools[h.pool].sums, cum);
+    cumulative(states, h.pool, p.cout, mean, cum);
     let d1 = &h.dense1;
     k::pointwise(cum, b, d1.cin, &d1.w, d1.cout, &d1.bias, d1.act, None, head_mid);
     let d2 = &h.dense2;
     k::pointwise(head_mid, b, d2.cin, &d2.w, d2.cout, &d2.bias, d2.act, None, logits);
+}
+
+/// `cumulative_pool` for each stream of a micro-batch, on its own pool `pool`.
+fn cumulative(states: &mut [Box<StreamState>], pool: usize, c: usize, mean: &[f32], cum: &mut [f32]) {
+    for (s, st) in states.iter_mut().enumerate() {
+        let range = s * c..(s + 1) * c;
+        k::cumulative_pool(&mean[range.clone()], c, &[0], &[st.frames], &mut st.pools[pool].sums, &mut cum[range]);
+    }
 }

@@ -49,11 +49,13 @@ pub struct EngineConfig {
     pub device: Device,
     /// Worker threads for the CPU backend; 0 = one per core.
     pub threads: usize,
+    /// Largest micro-batch the CPU backend runs through the model at once; 0 = default.
+    pub micro_batch: usize,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { device: Device::Cpu, threads: 0 }
+        EngineConfig { device: Device::Cpu, threads: 0, micro_batch: 0 }
     }
 }
 
@@ -72,7 +74,7 @@ impl Engine {
     /// Build an engine for `model` on the configured device.
     pub fn new(model: Arc<Model>, config: &EngineConfig) -> Result<Engine> {
         let backend: Box<dyn Backend> = match config.device {
-            Device::Cpu | Device::Auto => Box::new(CpuBackend::new(model.clone(), config.threads)?),
+            Device::Cpu | Device::Auto => Box::new(CpuBackend::new(model.clone(), config.threads, config.micro_batch)?),
             Device::Cuda => {
                 return Err(EngineError::DeviceUnavailable {
                     device: "cuda".into(),

@@ -1,97 +1,116 @@
-//! What a stream carries from frame to frame, stored in slot pools.
+//! What a stream carries from frame to frame.
 //!
-//! - [`StreamBuffer`]: for one causal temporal conv, every slot's ring of its last
-//!   `kt - 1` inputs (`[slots, kt - 1, pixels, c]`). Frame `f` sits at ring position
+//! - [`StreamBuffer`]: for one causal temporal conv, the stream's ring of its last
+//!   `kt - 1` inputs (`[kt - 1, pixels, c]`). Frame `f` sits at ring position
 //!   `f % (kt - 1)`, so advancing a stream never shifts or copies the ring.
-//! - [`CumulativePool`]: for one causal global pool (SE blocks and the head), every
-//!   slot's running channel sum (`[slots, c]`); the frame count is the slot's
-//!   [`SlotPool::frames`] entry, shared by all layers since they advance together.
-//! - [`SlotPool`]: all of a model's stream buffers and pools plus per-slot frame counts.
+//! - [`CumulativePool`]: for one causal global pool (SE blocks and the head), the running
+//!   channel sum; the frame count is [`StreamState::frames`], shared by all layers since
+//!   they advance together.
+//! - [`StreamState`]: all of one stream's buffers and pools.
+//! - [`SlotPool`]: the CPU backend's slots, one boxed [`StreamState`] each. A step moves
+//!   the batch's boxes out (pointer moves, no copy), runs, and puts them back.
 //!
-//! A session is one slot of this pool; opening or resetting it zeroes its state.
+//! A session is one slot; opening or resetting it zeroes its state.
 
 use crate::model::{Model, StreamBufferShape};
 
-/// One temporal layer's rings for every slot.
+/// One temporal layer's ring for one stream.
 #[derive(Debug, Clone)]
 pub struct StreamBuffer {
     pub shape: StreamBufferShape,
     pub data: Vec<f32>,
 }
 
-/// One cumulative pool's running sums for every slot.
+/// One cumulative pool's running channel sums for one stream.
 #[derive(Debug, Clone)]
 pub struct CumulativePool {
-    pub c: usize,
     pub sums: Vec<f32>,
 }
 
-/// The carried state of every slot.
+/// Everything one stream carries.
 #[derive(Debug, Clone)]
-pub struct SlotPool {
+pub struct StreamState {
     pub buffers: Vec<StreamBuffer>,
     pub pools: Vec<CumulativePool>,
-    /// frames each slot has processed since it was opened or reset
-    pub frames: Vec<u64>,
-    open: Vec<bool>,
+    /// frames processed since the session was opened or reset
+    pub frames: u64,
+}
+
+impl StreamState {
+    /// A zero state for `model`.
+    pub fn new(model: &Model) -> StreamState {
+        StreamState {
+            buffers: model
+                .stream_buffers
+                .iter()
+                .map(|&shape| StreamBuffer { shape, data: vec![0.0; shape.values()] })
+                .collect(),
+            pools: model.cumulative_pools.iter().map(|&c| CumulativePool { sums: vec![0.0; c] }).collect(),
+            frames: 0,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.buffers.iter_mut().for_each(|b| b.data.fill(0.0));
+        self.pools.iter_mut().for_each(|p| p.sums.fill(0.0));
+        self.frames = 0;
+    }
+
+    /// Float values carried.
+    pub fn values(&self) -> usize {
+        self.buffers.iter().map(|b| b.data.len()).sum::<usize>() + self.pools.iter().map(|p| p.sums.len()).sum::<usize>()
+    }
+
+    /// Bytes carried (values as f32 plus the frame count).
+    pub fn bytes(&self) -> usize {
+        self.values() * std::mem::size_of::<f32>() + std::mem::size_of::<u64>()
+    }
+}
+
+/// Slots of stream states, `None` where no session is open.
+#[derive(Debug, Default)]
+pub struct SlotPool {
+    slots: Vec<Option<Box<StreamState>>>,
 }
 
 impl SlotPool {
-    pub fn new(model: &Model) -> SlotPool {
-        SlotPool {
-            buffers: model.stream_buffers.iter().map(|&shape| StreamBuffer { shape, data: Vec::new() }).collect(),
-            pools: model.cumulative_pools.iter().map(|&c| CumulativePool { c, sums: Vec::new() }).collect(),
-            frames: Vec::new(),
-            open: Vec::new(),
+    /// Give `slot` a fresh zero state.
+    pub fn open(&mut self, slot: usize, model: &Model) {
+        if slot >= self.slots.len() {
+            self.slots.resize_with(slot + 1, || None);
         }
+        self.slots[slot] = Some(Box::new(StreamState::new(model)));
     }
 
-    /// Slots the pool has room for.
-    pub fn capacity(&self) -> usize {
-        self.frames.len()
-    }
-
-    /// Float values carried per slot.
-    pub fn values_per_slot(&self) -> usize {
-        self.buffers.iter().map(|b| b.shape.values()).sum::<usize>() + self.pools.iter().map(|p| p.c).sum::<usize>()
-    }
-
-    /// Give `slot` a zero state, growing the pool (doubling) when needed.
-    pub fn open(&mut self, slot: usize) {
-        if slot >= self.capacity() {
-            let cap = (slot + 1).max(self.capacity() * 2).max(4);
-            for b in &mut self.buffers {
-                b.data.resize(cap * b.shape.values(), 0.0);
+    /// Zero an open slot; false when the slot is not open.
+    pub fn reset(&mut self, slot: usize) -> bool {
+        match self.slots.get_mut(slot) {
+            Some(Some(s)) => {
+                s.reset();
+                true
             }
-            for p in &mut self.pools {
-                p.sums.resize(cap * p.c, 0.0);
-            }
-            self.frames.resize(cap, 0);
-            self.open.resize(cap, false);
+            _ => false,
         }
-        self.open[slot] = true;
-        self.reset(slot);
     }
 
-    /// Zero a slot's state.
-    pub fn reset(&mut self, slot: usize) {
-        for b in &mut self.buffers {
-            let n = b.shape.values();
-            b.data[slot * n..(slot + 1) * n].fill(0.0);
-        }
-        for p in &mut self.pools {
-            p.sums[slot * p.c..(slot + 1) * p.c].fill(0.0);
-        }
-        self.frames[slot] = 0;
-    }
-
+    /// Drop a slot's state (its memory is freed).
     pub fn close(&mut self, slot: usize) {
-        if let Some(o) = self.open.get_mut(slot) {
-            *o = false;
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = None;
         }
     }
 
     pub fn is_open(&self, slot: usize) -> bool {
-        self.open.get(slot).copied().unwrap_or(false)
+        matches!(self.slots.get(slot), Some(Some(_)))
+    }
+
+    /// Move a slot's state out for a step.
+    pub fn take(&mut self, slot: usize) -> Option<Box<StreamState>> {
+        self.slots.get_mut(slot).and_then(Option::take)
+    }
+
+    /// Put a state back after a step.
+    pub fn put(&mut self, slot: usize, state: Box<StreamState>) {
+        self.slots[slot] = Some(state);
     }
 }
