@@ -92,32 +92,38 @@ pub fn conv2d(
         .for_each(|(r, yrow)| {
             let (b, oy) = (r / g.out_h, r % g.out_h);
             let xb = &x[b * g.in_pixels() * cin..(b + 1) * g.in_pixels() * cin];
-            for ox in 0..g.out_w {
-                let acc = &mut yrow[ox * cout..(ox + 1) * cout];
-                acc.copy_from_slice(bias);
-                for ky in 0..g.k_h {
-                    let iy = (oy * g.stride + ky) as isize - g.pad_top as isize;
-                    if iy < 0 || iy >= g.in_h as isize {
+            conv2d_row(xb, g, cin, w, bias, cout, act, oy, yrow);
+        });
+}
+
+simd_dispatch! {
+    /// One output row of `conv2d`.
+    fn conv2d_row(xb: &[f32], g: &Conv2dGeom, cin: usize, w: &[f32], bias: &[f32], cout: usize, act: Activation, oy: usize, yrow: &mut [f32]) {
+        for ox in 0..g.out_w {
+            let acc = &mut yrow[ox * cout..(ox + 1) * cout];
+            acc.copy_from_slice(&bias[..cout]);
+            for ky in 0..g.k_h {
+                let iy = (oy * g.stride + ky) as isize - g.pad_top as isize;
+                if iy < 0 || iy >= g.in_h as isize {
+                    continue;
+                }
+                for kx in 0..g.k_w {
+                    let ix = (ox * g.stride + kx) as isize - g.pad_left as isize;
+                    if ix < 0 || ix >= g.in_w as isize {
                         continue;
                     }
-                    for kx in 0..g.k_w {
-                        let ix = (ox * g.stride + kx) as isize - g.pad_left as isize;
-                        if ix < 0 || ix >= g.in_w as isize {
-                            continue;
-                        }
-                        let px = &xb[(iy as usize * g.in_w + ix as usize) * cin..][..cin];
-                        let wk = &w[(ky * g.k_w + kx) * cin * cout..][..cin * cout];
-                        for (ci, &xv) in px.iter().enumerate() {
-                            let wrow = &wk[ci * cout..(ci + 1) * cout];
-                            for (a, &wv) in acc.iter_mut().zip(wrow) {
-                                *a += wv * xv;
-                            }
+                    let px = &xb[(iy as usize * g.in_w + ix as usize) * cin..][..cin];
+                    let wk = &w[(ky * g.k_w + kx) * cin * cout..][..cin * cout];
+                    for (ci, &xv) in px.iter().enumerate() {
+                        for (a, &wv) in acc.iter_mut().zip(&wk[ci * cout..(ci + 1) * cout]) {
+                            *a += wv * xv;
                         }
                     }
                 }
             }
-            act.apply_slice(yrow);
-        });
+        }
+        act.apply_slice(yrow);
+    }
 }
 
 /// 1x1 convolution over all pixels of all streams as one GEMM with a fused epilogue:

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what Vigil needs to build and test on Debian 12 (idempotent, quick when done):
+#   - GStreamer 1.22 dev packages, plugins and gst-rtsp-server (apt)
+#   - NVRTC + CUDA runtime headers from PyPI wheels (kernels compile at run time with
+#     NVRTC; no GPU or CUDA toolkit needed to check that they compile)
+# and writes target/vigil-env.sh, which the other scripts source.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+apt_pkgs=(pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  libgstrtspserver-1.0-dev gstreamer1.0-rtsp)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+venv="$root/target/vigil-venv"
+if [ ! -x "$venv/bin/python" ]; then
+  mkdir -p "$root/target"
+  python3 -m venv "$venv"
+fi
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ ! -d "$site/nvidia/cuda_nvrtc/lib" ] || [ ! -d "$site/nvidia/cuda_runtime/include" ]; then
+  echo "setup: installing NVRTC wheels"
+  "$venv/bin/pip" install -q --disable-pip-version-check nvidia-cuda-nvrtc-cu12 nvidia-cuda-runtime-cu12
+fi
+cat > "$root/target/vigil-env.sh" <<ENV
+# written by scripts/setup.sh
+export LD_LIBRARY_PATH="$site/nvidia/cuda_nvrtc/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+export VIGIL_CUDA_INCLUDE="$site/nvidia/cuda_runtime/include"
+export VIGIL_SHARED="\${VIGIL_SHARED:-$(cd "$root/.." && pwd)/shared}"
+ENV
+echo "setup: ok (environment in target/vigil-env.sh)"
