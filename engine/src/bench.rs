@@ -37,15 +37,30 @@ impl std::fmt::Display for BenchReport {
         writeln!(f, "threads                {}", self.threads)?;
         writeln!(f, "frames                 {}", self.frames)?;
         writeln!(f, "frames/s (aggregate)   {:.1}", self.frames_per_s)?;
-        writeln!(f, "step p50 / p99 (ms)    {:.3} / {:.3}", self.step_ms_p50, self.step_ms_p99)?;
-        writeln!(f, "state per stream       {:.2} MB", self.state_bytes_per_stream as f64 / 1e6)
+        writeln!(
+            f,
+            "step p50 / p99 (ms)    {:.3} / {:.3}",
+            self.step_ms_p50, self.step_ms_p99
+        )?;
+        writeln!(
+            f,
+            "state per stream       {:.2} MB",
+            self.state_bytes_per_stream as f64 / 1e6
+        )
     }
 }
 
 /// Run `cfg.streams` sessions in one batch for about `cfg.seconds`.
-pub fn run(engine: &mut Engine, model_name: &str, threads: usize, cfg: &BenchConfig) -> Result<BenchReport> {
+pub fn run(
+    engine: &mut Engine,
+    model_name: &str,
+    threads: usize,
+    cfg: &BenchConfig,
+) -> Result<BenchReport> {
     let streams = cfg.streams.max(1);
-    let sessions: Vec<_> = (0..streams).map(|_| engine.open_session()).collect::<Result<_>>()?;
+    let sessions: Vec<_> = (0..streams)
+        .map(|_| engine.open_session())
+        .collect::<Result<_>>()?;
     let n = engine.model().frame_bytes();
     // distinct deterministic frames per stream
     let frames: Vec<Vec<u8>> = (0..streams)

@@ -56,7 +56,10 @@ struct Sizes {
 
 impl Sizes {
     fn of(model: &Model) -> Sizes {
-        let mut s = Sizes { input: model.frame_bytes(), ..Default::default() };
+        let mut s = Sizes {
+            input: model.frame_bytes(),
+            ..Default::default()
+        };
         let g = &model.stem.geom;
         s.x = g.out_pixels() * model.stem.cout;
         for b in &model.blocks {
@@ -135,7 +138,9 @@ impl CpuBackend {
     /// [`DEFAULT_MICRO_BATCH`].
     pub fn new(model: Arc<Model>, threads: usize, micro_batch: usize) -> Result<CpuBackend> {
         let threads = if threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             threads
         };
@@ -143,7 +148,10 @@ impl CpuBackend {
             .num_threads(threads)
             .thread_name(|i| format!("vigil-cpu-{i}"))
             .build()
-            .map_err(|e| EngineError::Backend { backend: "cpu".into(), why: format!("thread pool: {e}") })?;
+            .map_err(|e| EngineError::Backend {
+                backend: "cpu".into(),
+                why: format!("thread pool: {e}"),
+            })?;
         let se_scales = model
             .blocks
             .iter()
@@ -156,7 +164,11 @@ impl CpuBackend {
             pool,
             threads,
             workspaces: Vec::new(),
-            micro_batch: if micro_batch == 0 { DEFAULT_MICRO_BATCH } else { micro_batch },
+            micro_batch: if micro_batch == 0 {
+                DEFAULT_MICRO_BATCH
+            } else {
+                micro_batch
+            },
             batch: Vec::new(),
             se_scales,
         })
@@ -234,9 +246,17 @@ impl Backend for CpuBackend {
                 self.state.put(s, st);
             }
             self.batch = batch;
-            return Err(EngineError::Batch("a slot appears twice in the batch".into()));
+            return Err(EngineError::Batch(
+                "a slot appears twice in the batch".into(),
+            ));
         }
-        let CpuBackend { model, pool, workspaces, se_scales, .. } = self;
+        let CpuBackend {
+            model,
+            pool,
+            workspaces,
+            se_scales,
+            ..
+        } = self;
         let (model, se_scales): (&Model, &[Vec<f32>]) = (model, se_scales);
         pool.install(|| {
             use rayon::prelude::*;
@@ -246,7 +266,8 @@ impl Backend for CpuBackend {
                 .zip(logits.par_chunks_mut(mb * classes))
                 .zip(workspaces.par_iter_mut())
                 .for_each(|(((states, frames), logits), ws)| {
-                    let _span = tracing::trace_span!("micro_batch", streams = states.len()).entered();
+                    let _span =
+                        tracing::trace_span!("micro_batch", streams = states.len()).entered();
                     run_step(model, se_scales, states, ws, frames, logits);
                 });
         });
@@ -270,10 +291,28 @@ fn run_step(
     logits: &mut [f32],
 ) {
     let b = states.len();
-    let Workspace { input, x, x_next, skip, pooled, e, d, t, mean, cum, se_in, se_mid, gate, head_mid, .. } = ws;
+    let Workspace {
+        input,
+        x,
+        x_next,
+        skip,
+        pooled,
+        e,
+        d,
+        t,
+        mean,
+        cum,
+        se_in,
+        se_mid,
+        gate,
+        head_mid,
+        ..
+    } = ws;
     k::preprocess_u8(frames, input);
     let stem = &model.stem;
-    k::conv2d(input, b, &stem.geom, stem.cin, &stem.w, &stem.bias, stem.cout, stem.act, x);
+    k::conv2d(
+        input, b, &stem.geom, stem.cin, &stem.w, &stem.bias, stem.cout, stem.act, x,
+    );
 
     for (bi, blk) in model.blocks.iter().enumerate() {
         let _span = tracing::trace_span!("block", name = %blk.name, batch = b).entered();
@@ -285,9 +324,29 @@ fn run_step(
                 match pool {
                     Some(g) => {
                         k::avg_pool2d(x, b, g, c, pooled);
-                        k::pointwise(pooled, b * out_px, c, &conv.w, conv.cout, &conv.bias, conv.act, None, skip);
+                        k::pointwise(
+                            pooled,
+                            b * out_px,
+                            c,
+                            &conv.w,
+                            conv.cout,
+                            &conv.bias,
+                            conv.act,
+                            None,
+                            skip,
+                        );
                     }
-                    None => k::pointwise(x, b * out_px, c, &conv.w, conv.cout, &conv.bias, conv.act, None, skip),
+                    None => k::pointwise(
+                        x,
+                        b * out_px,
+                        c,
+                        &conv.w,
+                        conv.cout,
+                        &conv.bias,
+                        conv.act,
+                        None,
+                        skip,
+                    ),
                 }
                 skip
             }
@@ -303,7 +362,19 @@ fn run_step(
                 for (s, st) in states.iter_mut().enumerate() {
                     let buf = &mut st.buffers[tl.buffer].data;
                     let (cur, out) = (&d[s * n..(s + 1) * n], &mut t[s * n..(s + 1) * n]);
-                    k::temporal_causal(cur, tl.pixels, tl.c, tl.kt, &tl.w, &tl.bias, tl.act, &[0], &[st.frames], buf, out);
+                    k::temporal_causal(
+                        cur,
+                        tl.pixels,
+                        tl.c,
+                        tl.kt,
+                        &tl.w,
+                        &tl.bias,
+                        tl.act,
+                        &[0],
+                        &[st.frames],
+                        buf,
+                        out,
+                    );
                 }
                 t
             }
@@ -314,35 +385,78 @@ fn run_step(
             cumulative(states, se.pool, ce, mean, cum);
             for s in 0..b {
                 let row = &mut se_in[s * 2 * ce..(s + 1) * 2 * ce];
-                let (first, second) = if se.cumulative_first { (&*cum, &*mean) } else { (&*mean, &*cum) };
+                let (first, second) = if se.cumulative_first {
+                    (&*cum, &*mean)
+                } else {
+                    (&*mean, &*cum)
+                };
                 row[..ce].copy_from_slice(&first[s * ce..(s + 1) * ce]);
                 row[ce..].copy_from_slice(&second[s * ce..(s + 1) * ce]);
             }
             let (r, x2) = (&se.reduce, &se.expand);
             k::pointwise(se_in, b, r.cin, &r.w, r.cout, &r.bias, r.act, None, se_mid);
-            k::pointwise(se_mid, b, x2.cin, &x2.w, x2.cout, &x2.bias, x2.act, None, gate);
+            k::pointwise(
+                se_mid, b, x2.cin, &x2.w, x2.cout, &x2.bias, x2.act, None, gate,
+            );
             k::channel_gate(f, b, out_px, ce, gate, se.gate_scale);
         }
         let pj = &blk.project;
-        k::pointwise(f, b * out_px, ce, &pj.w, pj.cout, &pj.bias, pj.act, Some(residual), x_next);
+        k::pointwise(
+            f,
+            b * out_px,
+            ce,
+            &pj.w,
+            pj.cout,
+            &pj.bias,
+            pj.act,
+            Some(residual),
+            x_next,
+        );
         std::mem::swap(x, x_next);
     }
 
     let h = &model.head;
     let p = &h.project;
-    k::pointwise(x, b * h.pixels, p.cin, &p.w, p.cout, &p.bias, p.act, None, e);
+    k::pointwise(
+        x,
+        b * h.pixels,
+        p.cin,
+        &p.w,
+        p.cout,
+        &p.bias,
+        p.act,
+        None,
+        e,
+    );
     k::spatial_mean(e, b, h.pixels, p.cout, &h.pool_scale, mean);
     cumulative(states, h.pool, p.cout, mean, cum);
     let d1 = &h.dense1;
-    k::pointwise(cum, b, d1.cin, &d1.w, d1.cout, &d1.bias, d1.act, None, head_mid);
+    k::pointwise(
+        cum, b, d1.cin, &d1.w, d1.cout, &d1.bias, d1.act, None, head_mid,
+    );
     let d2 = &h.dense2;
-    k::pointwise(head_mid, b, d2.cin, &d2.w, d2.cout, &d2.bias, d2.act, None, logits);
+    k::pointwise(
+        head_mid, b, d2.cin, &d2.w, d2.cout, &d2.bias, d2.act, None, logits,
+    );
 }
 
 /// `cumulative_pool` for each stream of a micro-batch, on its own pool `pool`.
-fn cumulative(states: &mut [Box<StreamState>], pool: usize, c: usize, mean: &[f32], cum: &mut [f32]) {
+fn cumulative(
+    states: &mut [Box<StreamState>],
+    pool: usize,
+    c: usize,
+    mean: &[f32],
+    cum: &mut [f32],
+) {
     for (s, st) in states.iter_mut().enumerate() {
         let range = s * c..(s + 1) * c;
-        k::cumulative_pool(&mean[range.clone()], c, &[0], &[st.frames], &mut st.pools[pool].sums, &mut cum[range]);
+        k::cumulative_pool(
+            &mean[range.clone()],
+            c,
+            &[0],
+            &[st.frames],
+            &mut st.pools[pool].sums,
+            &mut cum[range],
+        );
     }
 }

@@ -51,11 +51,18 @@ pub struct EngineConfig {
     pub threads: usize,
     /// Largest micro-batch the CPU backend runs through the model at once; 0 = default.
     pub micro_batch: usize,
+    /// Storage precision on the GPU (fp16 with fp32 accumulation, or fp32 to verify).
+    pub precision: vigil_kernels::Precision,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { device: Device::Cpu, threads: 0, micro_batch: 0 }
+        EngineConfig {
+            device: Device::Cpu,
+            threads: 0,
+            micro_batch: 0,
+            precision: vigil_kernels::Precision::F16,
+        }
     }
 }
 
@@ -73,21 +80,37 @@ pub struct Engine {
 impl Engine {
     /// Build an engine for `model` on the configured device.
     pub fn new(model: Arc<Model>, config: &EngineConfig) -> Result<Engine> {
+        let cpu = |model: &Arc<Model>| -> Result<Box<dyn Backend>> {
+            Ok(Box::new(CpuBackend::new(
+                model.clone(),
+                config.threads,
+                config.micro_batch,
+            )?))
+        };
         let backend: Box<dyn Backend> = match config.device {
-            Device::Cpu | Device::Auto => Box::new(CpuBackend::new(model.clone(), config.threads, config.micro_batch)?),
-            Device::Cuda => {
-                return Err(EngineError::DeviceUnavailable {
-                    device: "cuda".into(),
-                    why: "this build has no CUDA backend yet — use --device cpu".into(),
-                })
-            }
+            Device::Cpu => cpu(&model)?,
+            Device::Cuda => cuda_backend(&model, config)?,
+            Device::Auto => match cuda_backend(&model, config) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::info!("no usable GPU ({e}); running on the CPU");
+                    cpu(&model)?
+                }
+            },
         };
         Ok(Engine::with_backend(model, backend))
     }
 
     /// Build an engine over an explicit backend.
     pub fn with_backend(model: Arc<Model>, backend: Box<dyn Backend>) -> Engine {
-        Engine { model, backend, slots: Vec::new(), free: Vec::new(), steps: 0, batch_slots: Vec::new() }
+        Engine {
+            model,
+            backend,
+            slots: Vec::new(),
+            free: Vec::new(),
+            steps: 0,
+            batch_slots: Vec::new(),
+        }
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -117,7 +140,10 @@ impl Engine {
         }
         let entry = &mut self.slots[slot];
         entry.open = true;
-        let id = SessionId { slot: slot as u32, generation: entry.generation };
+        let id = SessionId {
+            slot: slot as u32,
+            generation: entry.generation,
+        };
         tracing::debug!(session = %id, "session opened");
         Ok(id)
     }
@@ -159,9 +185,18 @@ impl Engine {
     /// frame at the model's input size; `logits` receives `batch.len() * classes` values,
     /// stream i at `[i * classes..(i + 1) * classes]`. A stream's logits do not depend
     /// on which other streams share its batch.
-    pub fn step(&mut self, batch: &[SessionId], frames: &[&[u8]], logits: &mut [f32]) -> Result<()> {
+    pub fn step(
+        &mut self,
+        batch: &[SessionId],
+        frames: &[&[u8]],
+        logits: &mut [f32],
+    ) -> Result<()> {
         if batch.len() != frames.len() {
-            return Err(EngineError::Batch(format!("{} sessions but {} frames", batch.len(), frames.len())));
+            return Err(EngineError::Batch(format!(
+                "{} sessions but {} frames",
+                batch.len(),
+                frames.len()
+            )));
         }
         let classes = self.model.classes();
         if logits.len() != batch.len() * classes {
@@ -216,4 +251,25 @@ impl Engine {
             _ => Err(EngineError::NoSession(id.as_u64())),
         }
     }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_backend(model: &Arc<Model>, config: &EngineConfig) -> Result<Box<dyn Backend>> {
+    let cfg = crate::cuda::CudaConfig {
+        precision: config.precision,
+        ..Default::default()
+    };
+    Ok(Box::new(crate::cuda::CudaBackend::new(
+        model.clone(),
+        &cfg,
+    )?))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_backend(_model: &Arc<Model>, _config: &EngineConfig) -> Result<Box<dyn Backend>> {
+    Err(EngineError::DeviceUnavailable {
+        device: "cuda".into(),
+        why: "this build has no CUDA backend (built without the `cuda` feature) — use --device cpu"
+            .into(),
+    })
 }

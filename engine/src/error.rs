@@ -15,7 +15,9 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a TFLite model: {why} — pass an official MoViNet streaming .tflite export")]
+    #[error(
+        "{path} is not a TFLite model: {why} — pass an official MoViNet streaming .tflite export"
+    )]
     NotTflite { path: PathBuf, why: String },
     #[error("{path} is not a MoViNet stream export: {why}")]
     NotMovinet { path: PathBuf, why: String },
@@ -38,7 +40,9 @@ pub enum EngineError {
     Fixture { path: PathBuf, why: String },
     #[error("session {0} does not exist (closed, or never opened)")]
     NoSession(u64),
-    #[error("session {0} appears twice in one batch: a stream advances at most one frame per step")]
+    #[error(
+        "session {0} appears twice in one batch: a stream advances at most one frame per step"
+    )]
     DuplicateSession(u64),
     #[error("batch mismatch: {0}")]
     Batch(String),

@@ -13,7 +13,10 @@ pub struct Labels {
 impl Labels {
     /// Read a label file; it must name exactly `classes` classes.
     pub fn load(path: &Path, classes: usize) -> Result<Labels> {
-        let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let names: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
         // tolerate one trailing empty line, nothing else
         let names = match names.last() {
@@ -21,14 +24,20 @@ impl Labels {
             _ => names,
         };
         if names.len() != classes {
-            return Err(EngineError::LabelCount { path: path.to_path_buf(), found: names.len(), expected: classes });
+            return Err(EngineError::LabelCount {
+                path: path.to_path_buf(),
+                found: names.len(),
+                expected: classes,
+            });
         }
         Ok(Labels { names })
     }
 
     /// `class_0`, `class_1`, … when no label file is given.
     pub fn numbered(classes: usize) -> Labels {
-        Labels { names: (0..classes).map(|i| format!("class_{i}")).collect() }
+        Labels {
+            names: (0..classes).map(|i| format!("class_{i}")).collect(),
+        }
     }
 
     pub fn name(&self, i: usize) -> &str {
@@ -77,7 +86,10 @@ mod tests {
         let mut out = Vec::new();
         softmax_top_k(&[1.0, 3.0, 2.0, -1.0], 2, &mut out);
         assert_eq!(out.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1, 2]);
-        let total: f32 = [1.0f32, 3.0, 2.0, -1.0].iter().map(|v| (v - 3.0).exp()).sum();
+        let total: f32 = [1.0f32, 3.0, 2.0, -1.0]
+            .iter()
+            .map(|v| (v - 3.0).exp())
+            .sum();
         assert!((out[0].1 - 1.0 / total).abs() < 1e-6);
     }
 }

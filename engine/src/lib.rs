@@ -13,6 +13,8 @@
 //!   temporal convolutions and [`session::CumulativePool`] running sums.
 //! - [`cpu::CpuBackend`] — the multi-threaded float32 backend, also the numerical twin of
 //!   every GPU kernel.
+//! - `cuda::CudaBackend` (feature `cuda`, on by default) — the CUDA backend: device-side
+//!   slot pool, fp16 storage with fp32 accumulation (or fp32), CUDA graphs per batch bucket.
 //! - [`labels::Labels`], [`fixture::Fixture`] — label files and reference fixtures.
 //! - [`bench`] — the step benchmark behind `vigil bench`.
 //! - [`EngineError`] — the one error type of this crate.
@@ -20,6 +22,8 @@
 pub mod backend;
 pub mod bench;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod engine;
 pub mod error;
 pub mod fixture;

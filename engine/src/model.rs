@@ -106,7 +106,10 @@ pub struct SqueezeExcite {
 pub enum Skip {
     Identity,
     /// optional average pool (TF SAME, padded taps not counted), then a 1x1 conv
-    Project { pool: Option<Conv2dGeom>, conv: Pointwise },
+    Project {
+        pool: Option<Conv2dGeom>,
+        conv: Pointwise,
+    },
 }
 
 /// One bottleneck block.
@@ -215,14 +218,19 @@ pub struct LayerSummary {
 impl Model {
     /// Load and recognise an official MoViNet streaming TFLite export.
     pub fn load(path: &Path) -> Result<Model> {
-        let bytes = std::fs::read(path).map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Model::from_bytes(&bytes, path)
     }
 
     /// Recognise a model from the bytes of a `.tflite` file (`path` names it in errors).
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Model> {
-        let graph = Graph::parse(bytes)
-            .map_err(|e| EngineError::NotTflite { path: path.to_path_buf(), why: e.to_string() })?;
+        let graph = Graph::parse(bytes).map_err(|e| EngineError::NotTflite {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
         Importer::new(&graph, path).import()
     }
 
@@ -265,7 +273,11 @@ impl Model {
 
     /// Float values of carried state per stream (stream buffers + cumulative pools).
     pub fn state_values(&self) -> usize {
-        self.stream_buffers.iter().map(|s| s.values()).sum::<usize>() + self.cumulative_pools.iter().sum::<usize>()
+        self.stream_buffers
+            .iter()
+            .map(|s| s.values())
+            .sum::<usize>()
+            + self.cumulative_pools.iter().sum::<usize>()
     }
 
     /// Multiply-adds x 2 for one frame of one stream.
@@ -321,7 +333,13 @@ impl Model {
             name: "stem".into(),
             input: format!("{}x{}x{}", g.in_h, g.in_w, self.stem.cin),
             output: format!("{}x{}x{}", g.out_h, g.out_w, self.stem.cout),
-            detail: format!("conv {}x{} s{} {}", g.k_h, g.k_w, g.stride, self.stem.act.name()),
+            detail: format!(
+                "conv {}x{} s{} {}",
+                g.k_h,
+                g.k_w,
+                g.stride,
+                self.stem.act.name()
+            ),
         });
         for b in &self.blocks {
             let s = &b.spatial.geom;
@@ -334,7 +352,13 @@ impl Model {
                 s.stride
             );
             if let Some(t) = &b.temporal {
-                d += &format!(", temporal k{} (buffer {}x{}x{})", t.kt, t.kt - 1, t.pixels, t.c);
+                d += &format!(
+                    ", temporal k{} (buffer {}x{}x{})",
+                    t.kt,
+                    t.kt - 1,
+                    t.pixels,
+                    t.c
+                );
             }
             if let Some(se) = &b.se {
                 d += &format!(", SE {}->{}", 2 * se.c, se.reduce.cout);
@@ -385,12 +409,24 @@ impl Model {
 impl std::fmt::Display for ModelSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "model      {}", self.name)?;
-        writeln!(f, "family     MoViNet-{}-Stream, {}", self.family, self.variant)?;
+        writeln!(
+            f,
+            "family     MoViNet-{}-Stream, {}",
+            self.family, self.variant
+        )?;
         writeln!(f, "weights    {}", self.weights)?;
-        writeln!(f, "input      {0}x{0} RGB, trained at {1} fps", self.input_size, self.default_fps)?;
+        writeln!(
+            f,
+            "input      {0}x{0} RGB, trained at {1} fps",
+            self.input_size, self.default_fps
+        )?;
         writeln!(f, "classes    {}", self.classes)?;
         writeln!(f, "parameters {:.2} M", self.parameters as f64 / 1e6)?;
-        writeln!(f, "compute    {:.1} MFLOPs per frame", self.mflops_per_frame)?;
+        writeln!(
+            f,
+            "compute    {:.1} MFLOPs per frame",
+            self.mflops_per_frame
+        )?;
         writeln!(
             f,
             "state      {} values = {:.2} MB per stream (f32)",
@@ -399,7 +435,11 @@ impl std::fmt::Display for ModelSummary {
         )?;
         writeln!(f, "layers ({}):", self.layers.len())?;
         for l in &self.layers {
-            writeln!(f, "  {:<14} {:>11} -> {:<11} {}", l.name, l.input, l.output, l.detail)?;
+            writeln!(
+                f,
+                "  {:<14} {:>11} -> {:<11} {}",
+                l.name, l.input, l.output, l.detail
+            )?;
         }
         Ok(())
     }
@@ -440,7 +480,10 @@ fn fused(act: FusedAct, layer: &str) -> Result<Activation> {
         FusedAct::None => Ok(Activation::None),
         FusedAct::Relu => Ok(Activation::Relu),
         FusedAct::Relu6 => Ok(Activation::Relu6),
-        other => Err(EngineError::Unsupported { layer: layer.into(), why: format!("fused activation {other:?}") }),
+        other => Err(EngineError::Unsupported {
+            layer: layer.into(),
+            why: format!("fused activation {other:?}"),
+        }),
     }
 }
 
@@ -500,7 +543,10 @@ impl<'g, 'a> Importer<'g, 'a> {
     }
 
     fn err(&self, why: impl Into<String>) -> EngineError {
-        EngineError::NotMovinet { path: self.path.to_path_buf(), why: why.into() }
+        EngineError::NotMovinet {
+            path: self.path.to_path_buf(),
+            why: why.into(),
+        }
     }
 
     fn tname(&self, t: usize) -> &str {
@@ -542,21 +588,35 @@ impl<'g, 'a> Importer<'g, 'a> {
 
     /// The op of kind `kind` reading `t` (exactly one expected).
     fn consumer(&self, t: usize, kind: BuiltinOp, what: &str) -> Result<usize> {
-        let found: Vec<usize> =
-            self.consumers_of(t).iter().copied().filter(|&o| self.g.ops[o].op == kind).collect();
+        let found: Vec<usize> = self
+            .consumers_of(t)
+            .iter()
+            .copied()
+            .filter(|&o| self.g.ops[o].op == kind)
+            .collect();
         match found.as_slice() {
             [one] => Ok(*one),
             [] => Err(self.err(format!(
                 "expected {what} ({kind:?}) reading tensor {:?}; found {:?}",
                 self.tname(t),
-                self.consumers_of(t).iter().map(|&o| self.g.ops[o].op).collect::<Vec<_>>()
+                self.consumers_of(t)
+                    .iter()
+                    .map(|&o| self.g.ops[o].op)
+                    .collect::<Vec<_>>()
             ))),
-            _ => Err(self.err(format!("{} {kind:?} ops read tensor {:?}; expected one ({what})", found.len(), self.tname(t)))),
+            _ => Err(self.err(format!(
+                "{} {kind:?} ops read tensor {:?}; expected one ({what})",
+                found.len(),
+                self.tname(t)
+            ))),
         }
     }
 
     fn find_consumer(&self, t: usize, kind: BuiltinOp) -> Option<usize> {
-        self.consumers_of(t).iter().copied().find(|&o| self.g.ops[o].op == kind)
+        self.consumers_of(t)
+            .iter()
+            .copied()
+            .find(|&o| self.g.ops[o].op == kind)
     }
 
     fn take(&mut self, oi: usize) {
@@ -566,26 +626,48 @@ impl<'g, 'a> Importer<'g, 'a> {
     /// Float32 value of a constant tensor, dequantized the way the float oracle does it.
     fn constant(&self, t: usize, what: &str) -> Result<Vec<f32>> {
         let info: &TensorInfo = &self.g.tensors[t];
-        let data = info.data.ok_or_else(|| self.err(format!("{what}: tensor {:?} is not a constant", info.name)))?;
+        let data = info
+            .data
+            .ok_or_else(|| self.err(format!("{what}: tensor {:?} is not a constant", info.name)))?;
         let n = info.elements();
         let raw: Vec<f64> = match info.dtype {
-            DType::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+            DType::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect(),
             DType::F16 => data
                 .chunks_exact(2)
                 .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64())
                 .collect(),
             DType::I8 => data.iter().map(|&b| b as i8 as f64).collect(),
             DType::U8 => data.iter().map(|&b| b as f64).collect(),
-            DType::I16 => data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f64).collect(),
-            DType::I32 => data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+            DType::I16 => data
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as f64)
+                .collect(),
+            DType::I32 => data
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect(),
             DType::I64 => data
                 .chunks_exact(8)
-                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64)
+                .map(|c| {
+                    i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64
+                })
                 .collect(),
-            DType::Other(k) => return Err(self.err(format!("{what}: tensor {:?} has unsupported type {k}", info.name))),
+            DType::Other(k) => {
+                return Err(self.err(format!(
+                    "{what}: tensor {:?} has unsupported type {k}",
+                    info.name
+                )))
+            }
         };
         if raw.len() != n {
-            return Err(self.err(format!("{what}: tensor {:?} holds {} values, shape says {n}", info.name, raw.len())));
+            return Err(self.err(format!(
+                "{what}: tensor {:?} holds {} values, shape says {n}",
+                info.name,
+                raw.len()
+            )));
         }
         let Some(q) = &info.quant else {
             return Ok(raw.into_iter().map(|v| v as f32).collect());
@@ -610,7 +692,11 @@ impl<'g, 'a> Importer<'g, 'a> {
             .iter()
             .enumerate()
             .map(|(i, &v)| {
-                let c = if channels > 1 { (i / inner) % dim_len } else { 0 };
+                let c = if channels > 1 {
+                    (i / inner) % dim_len
+                } else {
+                    0
+                };
                 let zp = q.zero_point.get(c).copied().unwrap_or(0) as f64;
                 ((v - zp) * q.scale[c] as f64) as f32
             })
@@ -638,11 +724,20 @@ impl<'g, 'a> Importer<'g, 'a> {
             }
         }
         // swish: MUL(x, LOGISTIC(x))
-        if let Some(l) = cons.iter().copied().find(|&o| self.g.ops[o].op == BuiltinOp::Logistic) {
+        if let Some(l) = cons
+            .iter()
+            .copied()
+            .find(|&o| self.g.ops[o].op == BuiltinOp::Logistic)
+        {
             let s = self.output(l)?;
             let m = cons.iter().copied().find(|&o| {
                 self.g.ops[o].op == BuiltinOp::Mul && {
-                    let ins: Vec<usize> = self.g.ops[o].inputs.iter().flatten().map(|&i| self.canon(i)).collect();
+                    let ins: Vec<usize> = self.g.ops[o]
+                        .inputs
+                        .iter()
+                        .flatten()
+                        .map(|&i| self.canon(i))
+                        .collect();
                     ins.contains(&t) && ins.contains(&s)
                 }
             });
@@ -656,7 +751,12 @@ impl<'g, 'a> Importer<'g, 'a> {
     }
 
     /// Fused activation of a conv-like op, or the separate activation after it.
-    fn finish_act(&mut self, oi: usize, fused_act: FusedAct, layer: &str) -> Result<(Activation, usize)> {
+    fn finish_act(
+        &mut self,
+        oi: usize,
+        fused_act: FusedAct,
+        layer: &str,
+    ) -> Result<(Activation, usize)> {
         let out = self.output(oi)?;
         let a = fused(fused_act, layer)?;
         if a != Activation::None {
@@ -668,8 +768,17 @@ impl<'g, 'a> Importer<'g, 'a> {
     /// A CONV_2D with a 1x1 kernel as a [`Pointwise`], activation included.
     fn pointwise(&mut self, oi: usize, layer: &str) -> Result<(Pointwise, usize)> {
         let op = &self.g.ops[oi];
-        let OpOptions::Conv { stride_h, stride_w, act, .. } = op.options else {
-            return Err(self.err(format!("{layer}: {} is not a CONV_2D with options", self.describe_op(oi))));
+        let OpOptions::Conv {
+            stride_h,
+            stride_w,
+            act,
+            ..
+        } = op.options
+        else {
+            return Err(self.err(format!(
+                "{layer}: {} is not a CONV_2D with options",
+                self.describe_op(oi)
+            )));
         };
         let wt = self.input(oi, 1)?;
         let ws = self.shape(wt).to_vec();
@@ -680,14 +789,26 @@ impl<'g, 'a> Importer<'g, 'a> {
             });
         }
         if stride_h != 1 || stride_w != 1 {
-            return Err(EngineError::Unsupported { layer: layer.into(), why: "strided 1x1 convolution".into() });
+            return Err(EngineError::Unsupported {
+                layer: layer.into(),
+                why: "strided 1x1 convolution".into(),
+            });
         }
         let (cout, cin) = (ws[0], ws[3]);
         let w = self.constant(wt, layer)?;
         let bias = self.bias(oi, cout, layer)?;
         self.take(oi);
         let (act, out) = self.finish_act(oi, act, layer)?;
-        Ok((Pointwise { cin, cout, w, bias, act }, out))
+        Ok((
+            Pointwise {
+                cin,
+                cout,
+                w,
+                bias,
+                act,
+            },
+            out,
+        ))
     }
 
     fn bias(&self, oi: usize, n: usize, layer: &str) -> Result<Vec<f32>> {
@@ -695,7 +816,10 @@ impl<'g, 'a> Importer<'g, 'a> {
             Some(Some(b)) => {
                 let v = self.constant(self.canon(*b), layer)?;
                 if v.len() != n {
-                    return Err(self.err(format!("{layer}: bias has {} values for {n} channels", v.len())));
+                    return Err(self.err(format!(
+                        "{layer}: bias has {} values for {n} channels",
+                        v.len()
+                    )));
                 }
                 Ok(v)
             }
@@ -703,9 +827,26 @@ impl<'g, 'a> Importer<'g, 'a> {
         }
     }
 
-    fn geom(&self, padding: Padding, h: usize, w: usize, kh: usize, kw: usize, s: usize) -> Result<Conv2dGeom> {
-        if s == 0 || kh == 0 || kw == 0 || kh > 64 || kw > 64 || s > 64 || (padding == Padding::Valid && (kh > h || kw > w)) {
-            return Err(self.err(format!("window {kh}x{kw} stride {s} {padding:?} does not fit a {h}x{w} input")));
+    fn geom(
+        &self,
+        padding: Padding,
+        h: usize,
+        w: usize,
+        kh: usize,
+        kw: usize,
+        s: usize,
+    ) -> Result<Conv2dGeom> {
+        if s == 0
+            || kh == 0
+            || kw == 0
+            || kh > 64
+            || kw > 64
+            || s > 64
+            || (padding == Padding::Valid && (kh > h || kw > w))
+        {
+            return Err(self.err(format!(
+                "window {kh}x{kw} stride {s} {padding:?} does not fit a {h}x{w} input"
+            )));
         }
         Ok(match padding {
             Padding::Same => Conv2dGeom::same(h, w, kh, kw, s),
@@ -718,7 +859,9 @@ impl<'g, 'a> Importer<'g, 'a> {
         let s = self.shape(t);
         let n = s.len();
         if n >= 3 && (s[n - 3], s[n - 2], s[n - 1]) != (h, w, c) {
-            return Err(self.err(format!("{layer}: graph says {s:?}, the walk derived {h}x{w}x{c}")));
+            return Err(self.err(format!(
+                "{layer}: graph says {s:?}, the walk derived {h}x{w}x{c}"
+            )));
         }
         Ok(())
     }
@@ -730,11 +873,15 @@ impl<'g, 'a> Importer<'g, 'a> {
             .iter()
             .copied()
             .find(|&i| g.tensors[i].name.contains("image"))
-            .ok_or_else(|| self.err("no graph input named *image* (a stream export takes `image` plus states)"))?;
+            .ok_or_else(|| {
+                self.err("no graph input named *image* (a stream export takes `image` plus states)")
+            })?;
         let ishape = g.tensors[image].shape.clone();
         let n = ishape.len();
         if n < 3 || ishape[n - 1] != 3 || ishape[n - 2] != ishape[n - 3] {
-            return Err(self.err(format!("image input has shape {ishape:?}, expected [1, 1, S, S, 3]")));
+            return Err(self.err(format!(
+                "image input has shape {ishape:?}, expected [1, 1, S, S, 3]"
+            )));
         }
         if g.tensors[image].dtype != DType::F32 {
             return Err(self.err("image input is not float32"));
@@ -744,17 +891,30 @@ impl<'g, 'a> Importer<'g, 'a> {
 
         // stem
         let stem_op = self.consumer(x0, BuiltinOp::Conv2d, "the stem convolution")?;
-        let OpOptions::Conv { padding, stride_h, stride_w, dilation_h, dilation_w, act, .. } = g.ops[stem_op].options
+        let OpOptions::Conv {
+            padding,
+            stride_h,
+            stride_w,
+            dilation_h,
+            dilation_w,
+            act,
+            ..
+        } = g.ops[stem_op].options
         else {
             return Err(self.err("stem convolution has no options"));
         };
         if stride_h != stride_w || dilation_h != 1 || dilation_w != 1 {
-            return Err(EngineError::Unsupported { layer: "stem".into(), why: "unequal strides or dilation".into() });
+            return Err(EngineError::Unsupported {
+                layer: "stem".into(),
+                why: "unequal strides or dilation".into(),
+            });
         }
         let wt = self.input(stem_op, 1)?;
         let ws = self.shape(wt).to_vec();
         if ws.len() != 4 || ws[3] != 3 {
-            return Err(self.err(format!("stem weights have shape {ws:?}, expected [cout, k, k, 3]")));
+            return Err(self.err(format!(
+                "stem weights have shape {ws:?}, expected [cout, k, k, 3]"
+            )));
         }
         let (cout, kh, kw) = (ws[0], ws[1], ws[2]);
         let ohwi = self.constant(wt, "stem")?;
@@ -769,7 +929,14 @@ impl<'g, 'a> Importer<'g, 'a> {
         self.take(stem_op);
         let (act, mut x) = self.finish_act(stem_op, act, "stem")?;
         self.check_hwc(self.output(stem_op)?, geom.out_h, geom.out_w, cout, "stem")?;
-        let stem = Stem { geom, cin: 3, cout, w: hwio, bias, act };
+        let stem = Stem {
+            geom,
+            cin: 3,
+            cout,
+            w: hwio,
+            bias,
+            act,
+        };
         let (mut h, mut w, mut c) = (geom.out_h, geom.out_w, cout);
 
         // blocks, until the head
@@ -792,14 +959,22 @@ impl<'g, 'a> Importer<'g, 'a> {
             let mut expansion = None;
             for &o in &convs {
                 let out = self.output(o)?;
-                let after = match fused(match g.ops[o].options {
-                    OpOptions::Conv { act, .. } => act,
-                    _ => FusedAct::None,
-                }, "probe")? {
+                let after = match fused(
+                    match g.ops[o].options {
+                        OpOptions::Conv { act, .. } => act,
+                        _ => FusedAct::None,
+                    },
+                    "probe",
+                )? {
                     Activation::None => {
                         let cons = self.consumers_of(out);
                         match cons {
-                            [one] if matches!(g.ops[*one].op, BuiltinOp::HardSwish | BuiltinOp::Relu6 | BuiltinOp::Relu) => {
+                            [one]
+                                if matches!(
+                                    g.ops[*one].op,
+                                    BuiltinOp::HardSwish | BuiltinOp::Relu6 | BuiltinOp::Relu
+                                ) =>
+                            {
                                 self.output(*one)?
                             }
                             _ => out,
@@ -807,7 +982,10 @@ impl<'g, 'a> Importer<'g, 'a> {
                     }
                     _ => out,
                 };
-                if self.find_consumer(after, BuiltinOp::DepthwiseConv2d).is_some() {
+                if self
+                    .find_consumer(after, BuiltinOp::DepthwiseConv2d)
+                    .is_some()
+                {
                     expansion = Some(o);
                 }
             }
@@ -825,15 +1003,26 @@ impl<'g, 'a> Importer<'g, 'a> {
         };
         // every op must be accounted for
         if let Some(oi) = self.used.iter().position(|u| !u) {
-            return Err(self.err(format!("{} is not part of a recognised MoViNet stream pattern", self.describe_op(oi))));
+            return Err(self.err(format!(
+                "{} is not part of a recognised MoViNet stream pattern",
+                self.describe_op(oi)
+            )));
         }
         if !g.outputs.iter().any(|&o| self.canon(o) == head.1) {
             return Err(self.err("the head's logits are not a graph output"));
         }
         let head = head.0;
-        let variant = if blocks.iter().any(|b| b.se.is_some()) { Variant::Full } else { Variant::Mobile };
+        let variant = if blocks.iter().any(|b| b.se.is_some()) {
+            Variant::Full
+        } else {
+            Variant::Mobile
+        };
         let weights = describe_weights(g);
-        let name = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut pools = self.cumulative_pools.clone();
         // keep the head pool last
         pools.truncate(self.cumulative_pools.len());
@@ -852,17 +1041,36 @@ impl<'g, 'a> Importer<'g, 'a> {
     }
 
     /// One bottleneck block starting at the expansion conv `e` reading `x`.
-    fn block(&mut self, e: usize, x: usize, h: usize, w: usize, c: usize, name: String) -> Result<(Block, usize)> {
+    fn block(
+        &mut self,
+        e: usize,
+        x: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+        name: String,
+    ) -> Result<(Block, usize)> {
         let g = self.g;
         let (expand, ex) = self.pointwise(e, &format!("{name}/expansion"))?;
         if expand.cin != c {
-            return Err(self.err(format!("{name}: expansion takes {} channels, block input has {c}", expand.cin)));
+            return Err(self.err(format!(
+                "{name}: expansion takes {} channels, block input has {c}",
+                expand.cin
+            )));
         }
         self.check_hwc(self.output(e)?, h, w, expand.cout, &name)?;
 
         // depthwise spatial
         let dw = self.consumer(ex, BuiltinOp::DepthwiseConv2d, "the depthwise spatial conv")?;
-        let OpOptions::Depthwise { padding, stride_h, stride_w, multiplier, dilation_h, dilation_w, act } = g.ops[dw].options
+        let OpOptions::Depthwise {
+            padding,
+            stride_h,
+            stride_w,
+            multiplier,
+            dilation_h,
+            dilation_w,
+            act,
+        } = g.ops[dw].options
         else {
             return Err(self.err(format!("{name}: depthwise conv without options")));
         };
@@ -880,10 +1088,19 @@ impl<'g, 'a> Importer<'g, 'a> {
             return Err(self.err(format!("{layer}: weights {ws:?}, expected [1, k, k, {ce}]")));
         }
         let geom = self.geom(padding, h, w, ws[1], ws[2], stride_h.max(0) as usize)?;
-        let spatial = Depthwise { geom, c: ce, w: self.constant(wt, &layer)?, bias: self.bias(dw, ce, &layer)?, act: Activation::None };
+        let spatial = Depthwise {
+            geom,
+            c: ce,
+            w: self.constant(wt, &layer)?,
+            bias: self.bias(dw, ce, &layer)?,
+            act: Activation::None,
+        };
         self.take(dw);
         let (sact, mut f) = self.finish_act(dw, act, &layer)?;
-        let spatial = Depthwise { act: sact, ..spatial };
+        let spatial = Depthwise {
+            act: sact,
+            ..spatial
+        };
         self.check_hwc(self.output(dw)?, geom.out_h, geom.out_w, ce, &layer)?;
         let (oh, ow) = (geom.out_h, geom.out_w);
         let px = oh * ow;
@@ -898,7 +1115,11 @@ impl<'g, 'a> Importer<'g, 'a> {
             if is_buffer {
                 let layer = format!("{name}/temporal");
                 let ss = self.shape(state).to_vec();
-                if ss.len() != 5 || (ss[2], ss[3], ss[4]) != (oh, ow, ce) || ss[1] == 0 || ss[1] > 64 {
+                if ss.len() != 5
+                    || (ss[2], ss[3], ss[4]) != (oh, ow, ce)
+                    || ss[1] == 0
+                    || ss[1] > 64
+                {
                     return Err(self.err(format!("{layer}: stream buffer input has shape {ss:?}")));
                 }
                 let frames = ss[1];
@@ -909,26 +1130,40 @@ impl<'g, 'a> Importer<'g, 'a> {
                 };
                 let twt = self.input(tc, 1)?;
                 let tws = self.shape(twt).to_vec();
-                if padding != Padding::Valid || tws.len() != 4 || tws[1] != frames + 1 || tws[2] != 1 || tws[3] != ce {
+                if padding != Padding::Valid
+                    || tws.len() != 4
+                    || tws[1] != frames + 1
+                    || tws[2] != 1
+                    || tws[3] != ce
+                {
                     return Err(self.err(format!(
                         "{layer}: expected a VALID depthwise conv with weights [1, {}, 1, {ce}], got {tws:?} {padding:?}",
                         frames + 1
                     )));
                 }
                 // the new buffer is the last kt-1 frames of [buffer ; current]
-                let slice = self.consumer(joined, BuiltinOp::StridedSlice, "the stream buffer update")?;
+                let slice =
+                    self.consumer(joined, BuiltinOp::StridedSlice, "the stream buffer update")?;
                 let begin = self.constant(self.input(slice, 1)?, &layer)?;
                 // begin may count from the end: -(kt-1) and 1 both mean "drop the oldest"
-                let first = begin.get(1).map(|&b| if b < 0.0 { b + (frames + 1) as f32 } else { b });
+                let first = begin
+                    .get(1)
+                    .map(|&b| if b < 0.0 { b + (frames + 1) as f32 } else { b });
                 if first != Some(1.0) {
-                    return Err(self.err(format!("{layer}: stream buffer update slices from {begin:?}, expected frame 1")));
+                    return Err(self.err(format!(
+                        "{layer}: stream buffer update slices from {begin:?}, expected frame 1"
+                    )));
                 }
                 self.take(cat);
                 self.take(slice);
                 self.take(tc);
                 let kt = frames + 1;
                 let buffer = self.stream_buffers.len();
-                self.stream_buffers.push(StreamBufferShape { frames, pixels: px, c: ce });
+                self.stream_buffers.push(StreamBufferShape {
+                    frames,
+                    pixels: px,
+                    c: ce,
+                });
                 let t = Temporal {
                     kt,
                     pixels: px,
@@ -950,7 +1185,10 @@ impl<'g, 'a> Importer<'g, 'a> {
             let layer = format!("{name}/se");
             let m = self.output(mean)?;
             if self.g.tensors[m].elements() != ce {
-                return Err(self.err(format!("{layer}: the spatial mean has shape {:?}", self.shape(m))));
+                return Err(self.err(format!(
+                    "{layer}: the spatial mean has shape {:?}",
+                    self.shape(m)
+                )));
             }
             self.take(mean);
             let (cm, pool) = self.cumulative_mean(m, ce, &layer)?;
@@ -959,7 +1197,11 @@ impl<'g, 'a> Importer<'g, 'a> {
             let cumulative_first = match (a == cm, b == cm, a == m, b == m) {
                 (true, _, _, true) => true,
                 (_, true, true, _) => false,
-                _ => return Err(self.err(format!("{layer}: concatenation does not join the cumulative and frame means"))),
+                _ => {
+                    return Err(self.err(format!(
+                        "{layer}: concatenation does not join the cumulative and frame means"
+                    )))
+                }
             };
             self.take(cat);
             let s = self.output(cat)?;
@@ -968,20 +1210,36 @@ impl<'g, 'a> Importer<'g, 'a> {
             let exp = self.consumer(r, BuiltinOp::Conv2d, "the SE expand conv")?;
             let (expand_se, gsrc) = self.pointwise(exp, &format!("{layer}/expand"))?;
             if reduce.cin != 2 * ce || expand_se.cout != ce {
-                return Err(self.err(format!("{layer}: reduce {}->{}, expand {}->{}", reduce.cin, reduce.cout, expand_se.cin, expand_se.cout)));
+                return Err(self.err(format!(
+                    "{layer}: reduce {}->{}, expand {}->{}",
+                    reduce.cin, reduce.cout, expand_se.cin, expand_se.cout
+                )));
             }
             // gate = act(expand) * scale, then x * gate
             let mut gate_scale = 1.0f32;
             let mut gate = gsrc;
-            let muls: Vec<usize> =
-                self.consumers_of(gsrc).iter().copied().filter(|&o| g.ops[o].op == BuiltinOp::Mul).collect();
+            let muls: Vec<usize> = self
+                .consumers_of(gsrc)
+                .iter()
+                .copied()
+                .filter(|&o| g.ops[o].op == BuiltinOp::Mul)
+                .collect();
             if let [mul] = muls.as_slice() {
                 let (p, q) = (self.input(*mul, 0)?, self.input(*mul, 1)?);
-                let k = if self.is_const(p) { Some(p) } else if self.is_const(q) { Some(q) } else { None };
+                let k = if self.is_const(p) {
+                    Some(p)
+                } else if self.is_const(q) {
+                    Some(q)
+                } else {
+                    None
+                };
                 if let Some(k) = k {
                     let v = self.constant(k, &layer)?;
                     if v.len() != 1 {
-                        return Err(self.err(format!("{layer}: gate scale has {} values, expected a scalar", v.len())));
+                        return Err(self.err(format!(
+                            "{layer}: gate scale has {} values, expected a scalar",
+                            v.len()
+                        )));
                     }
                     gate_scale = v[0];
                     self.take(*mul);
@@ -996,10 +1254,21 @@ impl<'g, 'a> Importer<'g, 'a> {
                     g.ops[o].op == BuiltinOp::Mul
                         && (0..2).any(|k| self.input(o, k).ok() == Some(f))
                 })
-                .ok_or_else(|| self.err(format!("{layer}: no MUL applies the gate to the feature map")))?;
+                .ok_or_else(|| {
+                    self.err(format!(
+                        "{layer}: no MUL applies the gate to the feature map"
+                    ))
+                })?;
             self.take(apply);
             f = self.output(apply)?;
-            se = Some(SqueezeExcite { c: ce, reduce, expand: expand_se, gate_scale, cumulative_first, pool });
+            se = Some(SqueezeExcite {
+                c: ce,
+                reduce,
+                expand: expand_se,
+                gate_scale,
+                cumulative_first,
+                pool,
+            });
         }
 
         // projection, rezero, residual
@@ -1007,18 +1276,32 @@ impl<'g, 'a> Importer<'g, 'a> {
         let proj = self.consumer(f, BuiltinOp::Conv2d, "the projection conv")?;
         let (mut project, p) = self.pointwise(proj, &layer)?;
         if project.cin != ce {
-            return Err(self.err(format!("{layer} takes {} channels, the block carries {ce}", project.cin)));
+            return Err(self.err(format!(
+                "{layer} takes {} channels, the block carries {ce}",
+                project.cin
+            )));
         }
         if project.act != Activation::None {
-            return Err(EngineError::Unsupported { layer, why: "activation after the projection".into() });
+            return Err(EngineError::Unsupported {
+                layer,
+                why: "activation after the projection".into(),
+            });
         }
         let mut q = p;
         if let Some(mul) = self.find_consumer(p, BuiltinOp::Mul) {
-            let other = if self.input(mul, 0)? == p { self.input(mul, 1)? } else { self.input(mul, 0)? };
+            let other = if self.input(mul, 0)? == p {
+                self.input(mul, 1)?
+            } else {
+                self.input(mul, 0)?
+            };
             if self.is_const(other) {
                 let rz = self.constant(other, &format!("{name}/rezero"))?;
-                let per_channel = per_channel_constant(&rz, project.cout)
-                    .ok_or_else(|| self.err(format!("{name}/rezero: multiplier varies over space ({} values)", rz.len())))?;
+                let per_channel = per_channel_constant(&rz, project.cout).ok_or_else(|| {
+                    self.err(format!(
+                        "{name}/rezero: multiplier varies over space ({} values)",
+                        rz.len()
+                    ))
+                })?;
                 for (o, &r) in per_channel.iter().enumerate() {
                     for v in &mut project.w[o * project.cin..(o + 1) * project.cin] {
                         *v *= r;
@@ -1030,11 +1313,18 @@ impl<'g, 'a> Importer<'g, 'a> {
             }
         }
         let add = self.consumer(q, BuiltinOp::Add, "the residual add")?;
-        let other = if self.input(add, 0)? == q { self.input(add, 1)? } else { self.input(add, 0)? };
+        let other = if self.input(add, 0)? == q {
+            self.input(add, 1)?
+        } else {
+            self.input(add, 0)?
+        };
         self.take(add);
         let skip = if other == x {
             if (oh, ow, project.cout) != (h, w, c) {
-                return Err(self.err(format!("{name}: identity skip but the block maps {h}x{w}x{c} to {oh}x{ow}x{}", project.cout)));
+                return Err(self.err(format!(
+                    "{name}: identity skip but the block maps {h}x{w}x{c} to {oh}x{ow}x{}",
+                    project.cout
+                )));
             }
             Skip::Identity
         } else {
@@ -1046,27 +1336,66 @@ impl<'g, 'a> Importer<'g, 'a> {
                 None
             } else {
                 let pool_op = self.producer[src]
-                    .filter(|&o| g.ops[o].op == BuiltinOp::AveragePool2d && self.input(o, 0).ok() == Some(x))
-                    .ok_or_else(|| self.err(format!("{name}: skip conv reads neither the block input nor its average pool")))?;
-                let OpOptions::Pool { padding, stride_h, filter_h, filter_w, .. } = g.ops[pool_op].options else {
+                    .filter(|&o| {
+                        g.ops[o].op == BuiltinOp::AveragePool2d && self.input(o, 0).ok() == Some(x)
+                    })
+                    .ok_or_else(|| {
+                        self.err(format!(
+                            "{name}: skip conv reads neither the block input nor its average pool"
+                        ))
+                    })?;
+                let OpOptions::Pool {
+                    padding,
+                    stride_h,
+                    filter_h,
+                    filter_w,
+                    ..
+                } = g.ops[pool_op].options
+                else {
                     return Err(self.err(format!("{name}: average pool without options")));
                 };
                 self.take(pool_op);
-                Some(self.geom(padding, h, w, filter_h.max(0) as usize, filter_w.max(0) as usize, stride_h.max(0) as usize)?)
+                Some(self.geom(
+                    padding,
+                    h,
+                    w,
+                    filter_h.max(0) as usize,
+                    filter_w.max(0) as usize,
+                    stride_h.max(0) as usize,
+                )?)
             };
             let (conv, _) = self.pointwise(sconv, &format!("{name}/skip"))?;
-            if conv.cin != c || conv.cout != project.cout || pool.is_some_and(|g| (g.out_h, g.out_w) != (oh, ow)) {
-                return Err(self.err(format!("{name}/skip maps {}->{} channels, the block {c}->{}", conv.cin, conv.cout, project.cout)));
+            if conv.cin != c
+                || conv.cout != project.cout
+                || pool.is_some_and(|g| (g.out_h, g.out_w) != (oh, ow))
+            {
+                return Err(self.err(format!(
+                    "{name}/skip maps {}->{} channels, the block {c}->{}",
+                    conv.cin, conv.cout, project.cout
+                )));
             }
             if pool.is_none() && (h, w) != (oh, ow) {
-                return Err(self.err(format!("{name}/skip has no pool but the block changes {h}x{w} to {oh}x{ow}")));
+                return Err(self.err(format!(
+                    "{name}/skip has no pool but the block changes {h}x{w} to {oh}x{ow}"
+                )));
             }
             Skip::Project { pool, conv }
         };
         let out = self.output(add)?;
         self.check_hwc(out, oh, ow, project.cout, &name)?;
         Ok((
-            Block { name, in_h: h, in_w: w, in_c: c, expand, spatial, temporal, se, project, skip },
+            Block {
+                name,
+                in_h: h,
+                in_w: w,
+                in_c: c,
+                expand,
+                spatial,
+                temporal,
+                se,
+                project,
+                skip,
+            },
             out,
         ))
     }
@@ -1079,8 +1408,19 @@ impl<'g, 'a> Importer<'g, 'a> {
             .consumers_of(m)
             .iter()
             .copied()
-            .find(|&o| g.ops[o].op == BuiltinOp::Add && (0..2).any(|k| self.input(o, k).map(|t| self.graph_inputs_canon(t)).unwrap_or(false)))
-            .ok_or_else(|| self.err(format!("{layer}: no ADD of the frame mean into a pool state input")))?;
+            .find(|&o| {
+                g.ops[o].op == BuiltinOp::Add
+                    && (0..2).any(|k| {
+                        self.input(o, k)
+                            .map(|t| self.graph_inputs_canon(t))
+                            .unwrap_or(false)
+                    })
+            })
+            .ok_or_else(|| {
+                self.err(format!(
+                    "{layer}: no ADD of the frame mean into a pool state input"
+                ))
+            })?;
         self.take(add);
         let s = self.output(add)?;
         // optional state write-back slice
@@ -1092,12 +1432,19 @@ impl<'g, 'a> Importer<'g, 'a> {
         let count = self.input(div, 1)?;
         let inc = self.producer[count]
             .filter(|&o| g.ops[o].op == BuiltinOp::Add)
-            .ok_or_else(|| self.err(format!("{layer}: the pool's divisor is not frame_count + constant")))?;
+            .ok_or_else(|| {
+                self.err(format!(
+                    "{layer}: the pool's divisor is not frame_count + constant"
+                ))
+            })?;
         let (a, b) = (self.input(inc, 0)?, self.input(inc, 1)?);
         let k = if self.is_const(a) { a } else { b };
         let step = self.constant(k, layer)?;
         if step != [1.0] {
-            return Err(EngineError::Unsupported { layer: layer.into(), why: format!("frame count advances by {step:?} per frame") });
+            return Err(EngineError::Unsupported {
+                layer: layer.into(),
+                why: format!("frame count advances by {step:?} per frame"),
+            });
         }
         self.take(inc);
         let pool = self.cumulative_pools.len();
@@ -1112,11 +1459,17 @@ impl<'g, 'a> Importer<'g, 'a> {
     fn head(&mut self, convs: &[usize], h: usize, w: usize, c: usize) -> Result<(Head, usize)> {
         let g = self.g;
         let [proj_op] = convs else {
-            return Err(self.err(format!("the head input feeds {} convolutions, expected 1", convs.len())));
+            return Err(self.err(format!(
+                "the head input feeds {} convolutions, expected 1",
+                convs.len()
+            )));
         };
         let (project, hx) = self.pointwise(*proj_op, "head/project")?;
         if project.cin != c {
-            return Err(self.err(format!("head/project takes {} channels, the last block gives {c}", project.cin)));
+            return Err(self.err(format!(
+                "head/project takes {} channels, the last block gives {c}",
+                project.cin
+            )));
         }
         let pixels = h * w;
         let ch = project.cout;
@@ -1124,11 +1477,18 @@ impl<'g, 'a> Importer<'g, 'a> {
             self.take(sum);
             let s = self.output(sum)?;
             let mul = self.consumer(s, BuiltinOp::Mul, "the head pool's scale")?;
-            let k = if self.input(mul, 0)? == s { self.input(mul, 1)? } else { self.input(mul, 0)? };
+            let k = if self.input(mul, 0)? == s {
+                self.input(mul, 1)?
+            } else {
+                self.input(mul, 0)?
+            };
             let v = self.constant(k, "head/pool")?;
             let scale = if v.len() == 1 { vec![v[0]; ch] } else { v };
             if scale.len() != ch {
-                return Err(self.err(format!("head/pool scale has {} values for {ch} channels", scale.len())));
+                return Err(self.err(format!(
+                    "head/pool scale has {} values for {ch} channels",
+                    scale.len()
+                )));
             }
             self.take(mul);
             (self.output(mul)?, scale)
@@ -1146,7 +1506,17 @@ impl<'g, 'a> Importer<'g, 'a> {
             return Err(self.err("head dense layers do not chain"));
         }
         let _ = g;
-        Ok((Head { pixels, project, pool_scale, pool, dense1, dense2 }, logits))
+        Ok((
+            Head {
+                pixels,
+                project,
+                pool_scale,
+                pool,
+                dense1,
+                dense2,
+            },
+            logits,
+        ))
     }
 }
 
@@ -1159,12 +1529,20 @@ fn per_channel_constant(v: &[f32], c: usize) -> Option<Vec<f32>> {
         return None;
     }
     let first = &v[..c];
-    v.chunks_exact(c).all(|ch| ch == first).then(|| first.to_vec())
+    v.chunks_exact(c)
+        .all(|ch| ch == first)
+        .then(|| first.to_vec())
 }
 
 fn block_name(imp: &Importer<'_, '_>, expansion: usize, index: usize) -> String {
     // Weight names carry `blockS_layerL`; fall back to the ordinal.
-    let wname = imp.g.ops[expansion].inputs.get(1).copied().flatten().map(|t| imp.tname(t)).unwrap_or("");
+    let wname = imp.g.ops[expansion]
+        .inputs
+        .get(1)
+        .copied()
+        .flatten()
+        .map(|t| imp.tname(t))
+        .unwrap_or("");
     wname
         .split('/')
         .find(|p| p.starts_with("block") && p.contains("_layer"))
@@ -1185,13 +1563,20 @@ fn describe_weights(g: &Graph<'_>) -> String {
             *kinds.entry(k).or_default() += 1;
         }
     }
-    let int8_acts = g.tensors.iter().any(|t| t.data.is_none() && t.dtype == DType::I8);
+    let int8_acts = g
+        .tensors
+        .iter()
+        .any(|t| t.data.is_none() && t.dtype == DType::I8);
     let mut v: Vec<_> = kinds.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1));
     let main = v.first().map(|k| k.0).unwrap_or("float32");
     match (main, int8_acts) {
-        ("int8", true) => "int8 per-channel weights and activations (full integer), dequantized to f32".into(),
-        ("int8", false) => "int8 per-channel weights, float activations (dynamic range), dequantized to f32".into(),
+        ("int8", true) => {
+            "int8 per-channel weights and activations (full integer), dequantized to f32".into()
+        }
+        ("int8", false) => {
+            "int8 per-channel weights, float activations (dynamic range), dequantized to f32".into()
+        }
         (k, _) => format!("{k} weights"),
     }
 }

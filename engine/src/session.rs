@@ -43,9 +43,16 @@ impl StreamState {
             buffers: model
                 .stream_buffers
                 .iter()
-                .map(|&shape| StreamBuffer { shape, data: vec![0.0; shape.values()] })
+                .map(|&shape| StreamBuffer {
+                    shape,
+                    data: vec![0.0; shape.values()],
+                })
                 .collect(),
-            pools: model.cumulative_pools.iter().map(|&c| CumulativePool { sums: vec![0.0; c] }).collect(),
+            pools: model
+                .cumulative_pools
+                .iter()
+                .map(|&c| CumulativePool { sums: vec![0.0; c] })
+                .collect(),
             frames: 0,
         }
     }
@@ -58,7 +65,8 @@ impl StreamState {
 
     /// Float values carried.
     pub fn values(&self) -> usize {
-        self.buffers.iter().map(|b| b.data.len()).sum::<usize>() + self.pools.iter().map(|p| p.sums.len()).sum::<usize>()
+        self.buffers.iter().map(|b| b.data.len()).sum::<usize>()
+            + self.pools.iter().map(|p| p.sums.len()).sum::<usize>()
     }
 
     /// Bytes carried (values as f32 plus the frame count).

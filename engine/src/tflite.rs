@@ -9,7 +9,8 @@
 //! the graph's inputs and outputs.
 
 use flatbuffers::{
-    Follow, ForwardsUOffset, InvalidFlatbuffer, Table, Vector, Verifiable, Verifier, VerifierOptions,
+    Follow, ForwardsUOffset, InvalidFlatbuffer, Table, Vector, Verifiable, Verifier,
+    VerifierOptions,
 };
 
 /// Element type of a tensor (TFLite `TensorType`).
@@ -73,7 +74,10 @@ pub struct TensorInfo<'a> {
 impl TensorInfo<'_> {
     /// Element count (saturating: a corrupt shape cannot overflow).
     pub fn elements(&self) -> usize {
-        self.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX)
+        self.shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -169,7 +173,14 @@ impl FusedAct {
 /// The options of the ops model import reads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OpOptions {
-    Conv { padding: Padding, stride_h: i32, stride_w: i32, dilation_h: i32, dilation_w: i32, act: FusedAct },
+    Conv {
+        padding: Padding,
+        stride_h: i32,
+        stride_w: i32,
+        dilation_h: i32,
+        dilation_w: i32,
+        act: FusedAct,
+    },
     Depthwise {
         padding: Padding,
         stride_h: i32,
@@ -179,11 +190,25 @@ pub enum OpOptions {
         dilation_w: i32,
         act: FusedAct,
     },
-    Pool { padding: Padding, stride_h: i32, stride_w: i32, filter_h: i32, filter_w: i32, act: FusedAct },
-    Concat { axis: i32, act: FusedAct },
+    Pool {
+        padding: Padding,
+        stride_h: i32,
+        stride_w: i32,
+        filter_h: i32,
+        filter_w: i32,
+        act: FusedAct,
+    },
+    Concat {
+        axis: i32,
+        act: FusedAct,
+    },
     /// ADD, MUL, DIV
-    Arith { act: FusedAct },
-    Reducer { keep_dims: bool },
+    Arith {
+        act: FusedAct,
+    },
+    Reducer {
+        keep_dims: bool,
+    },
     None,
 }
 
@@ -234,7 +259,9 @@ macro_rules! table_view {
             unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
                 // SAFETY: forwarded contract of `Follow::follow`: `loc` is a table offset
                 // the verifier has checked.
-                $name { tab: unsafe { Table::new(buf, loc) } }
+                $name {
+                    tab: unsafe { Table::new(buf, loc) },
+                }
             }
         }
     };
@@ -294,7 +321,11 @@ const OPT_DIV: u8 = 29;
 impl Verifiable for ModelView<'_> {
     fn run_verifier(v: &mut Verifier, pos: usize) -> Result<(), InvalidFlatbuffer> {
         v.visit_table(pos)?
-            .visit_field::<Offsets<OperatorCodeView>>("operator_codes", field::MODEL_OPERATOR_CODES, true)?
+            .visit_field::<Offsets<OperatorCodeView>>(
+                "operator_codes",
+                field::MODEL_OPERATOR_CODES,
+                true,
+            )?
             .visit_field::<Offsets<SubGraphView>>("subgraphs", field::MODEL_SUBGRAPHS, true)?
             .visit_field::<ForwardsUOffset<&str>>("description", field::MODEL_DESCRIPTION, false)?
             .visit_field::<Offsets<BufferView>>("buffers", field::MODEL_BUFFERS, true)?
@@ -342,7 +373,11 @@ impl Verifiable for QuantView<'_> {
     fn run_verifier(v: &mut Verifier, pos: usize) -> Result<(), InvalidFlatbuffer> {
         v.visit_table(pos)?
             .visit_field::<ForwardsUOffset<Vector<f32>>>("scale", field::QUANT_SCALE, false)?
-            .visit_field::<ForwardsUOffset<Vector<i64>>>("zero_point", field::QUANT_ZERO_POINT, false)?
+            .visit_field::<ForwardsUOffset<Vector<i64>>>(
+                "zero_point",
+                field::QUANT_ZERO_POINT,
+                false,
+            )?
             .visit_field::<i32>("quantized_dimension", field::QUANT_DIM, false)?
             .finish();
         Ok(())
@@ -362,17 +397,28 @@ impl Verifiable for OperatorView<'_> {
                 field::OP_OPTIONS,
                 false,
                 |key, v, pos| match key {
-                    OPT_CONV => v.verify_union_variant::<ForwardsUOffset<ConvOptionsCheck>>("Conv2DOptions", pos),
-                    OPT_DEPTHWISE => {
-                        v.verify_union_variant::<ForwardsUOffset<DepthwiseOptionsCheck>>("DepthwiseConv2DOptions", pos)
-                    }
-                    OPT_POOL => v.verify_union_variant::<ForwardsUOffset<PoolOptionsCheck>>("Pool2DOptions", pos),
-                    OPT_CONCAT => {
-                        v.verify_union_variant::<ForwardsUOffset<ConcatOptionsCheck>>("ConcatenationOptions", pos)
-                    }
-                    OPT_ADD | OPT_MUL | OPT_DIV | OPT_REDUCER => {
-                        v.verify_union_variant::<ForwardsUOffset<ByteOptionCheck>>("ArithOptions", pos)
-                    }
+                    OPT_CONV => v.verify_union_variant::<ForwardsUOffset<ConvOptionsCheck>>(
+                        "Conv2DOptions",
+                        pos,
+                    ),
+                    OPT_DEPTHWISE => v
+                        .verify_union_variant::<ForwardsUOffset<DepthwiseOptionsCheck>>(
+                            "DepthwiseConv2DOptions",
+                            pos,
+                        ),
+                    OPT_POOL => v.verify_union_variant::<ForwardsUOffset<PoolOptionsCheck>>(
+                        "Pool2DOptions",
+                        pos,
+                    ),
+                    OPT_CONCAT => v.verify_union_variant::<ForwardsUOffset<ConcatOptionsCheck>>(
+                        "ConcatenationOptions",
+                        pos,
+                    ),
+                    OPT_ADD | OPT_MUL | OPT_DIV | OPT_REDUCER => v
+                        .verify_union_variant::<ForwardsUOffset<ByteOptionCheck>>(
+                            "ArithOptions",
+                            pos,
+                        ),
                     // Options of other ops are never read.
                     _ => Ok(()),
                 },
@@ -394,9 +440,26 @@ macro_rules! options_check {
         }
     };
 }
-options_check!(ConvOptionsCheck, [(4, i8), (6, i32), (8, i32), (10, i8), (12, i32), (14, i32)]);
-options_check!(DepthwiseOptionsCheck, [(4, i8), (6, i32), (8, i32), (10, i32), (12, i8), (14, i32), (16, i32)]);
-options_check!(PoolOptionsCheck, [(4, i8), (6, i32), (8, i32), (10, i32), (12, i32), (14, i8)]);
+options_check!(
+    ConvOptionsCheck,
+    [(4, i8), (6, i32), (8, i32), (10, i8), (12, i32), (14, i32)]
+);
+options_check!(
+    DepthwiseOptionsCheck,
+    [
+        (4, i8),
+        (6, i32),
+        (8, i32),
+        (10, i32),
+        (12, i8),
+        (14, i32),
+        (16, i32)
+    ]
+);
+options_check!(
+    PoolOptionsCheck,
+    [(4, i8), (6, i32), (8, i32), (10, i32), (12, i32), (14, i8)]
+);
 options_check!(ConcatOptionsCheck, [(4, i32), (6, i8)]);
 options_check!(ByteOptionCheck, [(4, i8)]);
 
@@ -417,19 +480,31 @@ impl Verifiable for BufferView<'_> {
 impl<'a> ModelView<'a> {
     fn operator_codes(&self) -> Option<Vector<'a, ForwardsUOffset<OperatorCodeView<'a>>>> {
         // SAFETY: see the note above the impl blocks.
-        unsafe { self.tab.get::<Offsets<OperatorCodeView>>(field::MODEL_OPERATOR_CODES, None) }
+        unsafe {
+            self.tab
+                .get::<Offsets<OperatorCodeView>>(field::MODEL_OPERATOR_CODES, None)
+        }
     }
     fn subgraphs(&self) -> Option<Vector<'a, ForwardsUOffset<SubGraphView<'a>>>> {
         // SAFETY: see the note above the impl blocks.
-        unsafe { self.tab.get::<Offsets<SubGraphView>>(field::MODEL_SUBGRAPHS, None) }
+        unsafe {
+            self.tab
+                .get::<Offsets<SubGraphView>>(field::MODEL_SUBGRAPHS, None)
+        }
     }
     fn description(&self) -> Option<&'a str> {
         // SAFETY: see the note above the impl blocks.
-        unsafe { self.tab.get::<ForwardsUOffset<&str>>(field::MODEL_DESCRIPTION, None) }
+        unsafe {
+            self.tab
+                .get::<ForwardsUOffset<&str>>(field::MODEL_DESCRIPTION, None)
+        }
     }
     fn buffers(&self) -> Option<Vector<'a, ForwardsUOffset<BufferView<'a>>>> {
         // SAFETY: see the note above the impl blocks.
-        unsafe { self.tab.get::<Offsets<BufferView>>(field::MODEL_BUFFERS, None) }
+        unsafe {
+            self.tab
+                .get::<Offsets<BufferView>>(field::MODEL_BUFFERS, None)
+        }
     }
 }
 
@@ -446,7 +521,10 @@ impl OperatorCodeView<'_> {
 impl<'a> SubGraphView<'a> {
     fn tensors(&self) -> Option<Vector<'a, ForwardsUOffset<TensorView<'a>>>> {
         // SAFETY: see the note above the impl blocks.
-        unsafe { self.tab.get::<Offsets<TensorView>>(field::SUBGRAPH_TENSORS, None) }
+        unsafe {
+            self.tab
+                .get::<Offsets<TensorView>>(field::SUBGRAPH_TENSORS, None)
+        }
     }
     fn ints(&self, slot: u16) -> Option<Vector<'a, i32>> {
         // SAFETY: see the note above the impl blocks.
@@ -454,14 +532,20 @@ impl<'a> SubGraphView<'a> {
     }
     fn operators(&self) -> Option<Vector<'a, ForwardsUOffset<OperatorView<'a>>>> {
         // SAFETY: see the note above the impl blocks.
-        unsafe { self.tab.get::<Offsets<OperatorView>>(field::SUBGRAPH_OPERATORS, None) }
+        unsafe {
+            self.tab
+                .get::<Offsets<OperatorView>>(field::SUBGRAPH_OPERATORS, None)
+        }
     }
 }
 
 impl<'a> TensorView<'a> {
     fn shape(&self) -> Option<Vector<'a, i32>> {
         // SAFETY: see the note above the impl blocks.
-        unsafe { self.tab.get::<ForwardsUOffset<Vector<i32>>>(field::TENSOR_SHAPE, None) }
+        unsafe {
+            self.tab
+                .get::<ForwardsUOffset<Vector<i32>>>(field::TENSOR_SHAPE, None)
+        }
     }
     fn dtype(&self) -> i8 {
         // SAFETY: see the note above the impl blocks.
@@ -473,22 +557,34 @@ impl<'a> TensorView<'a> {
     }
     fn name(&self) -> Option<&'a str> {
         // SAFETY: see the note above the impl blocks.
-        unsafe { self.tab.get::<ForwardsUOffset<&str>>(field::TENSOR_NAME, None) }
+        unsafe {
+            self.tab
+                .get::<ForwardsUOffset<&str>>(field::TENSOR_NAME, None)
+        }
     }
     fn quant(&self) -> Option<QuantView<'a>> {
         // SAFETY: see the note above the impl blocks.
-        unsafe { self.tab.get::<ForwardsUOffset<QuantView>>(field::TENSOR_QUANT, None) }
+        unsafe {
+            self.tab
+                .get::<ForwardsUOffset<QuantView>>(field::TENSOR_QUANT, None)
+        }
     }
 }
 
 impl<'a> QuantView<'a> {
     fn scale(&self) -> Option<Vector<'a, f32>> {
         // SAFETY: see the note above the impl blocks.
-        unsafe { self.tab.get::<ForwardsUOffset<Vector<f32>>>(field::QUANT_SCALE, None) }
+        unsafe {
+            self.tab
+                .get::<ForwardsUOffset<Vector<f32>>>(field::QUANT_SCALE, None)
+        }
     }
     fn zero_point(&self) -> Option<Vector<'a, i64>> {
         // SAFETY: see the note above the impl blocks.
-        unsafe { self.tab.get::<ForwardsUOffset<Vector<i64>>>(field::QUANT_ZERO_POINT, None) }
+        unsafe {
+            self.tab
+                .get::<ForwardsUOffset<Vector<i64>>>(field::QUANT_ZERO_POINT, None)
+        }
     }
     fn dim(&self) -> i32 {
         // SAFETY: see the note above the impl blocks.
@@ -512,7 +608,10 @@ impl<'a> OperatorView<'a> {
     fn options(&self) -> Option<OptionsView<'a>> {
         // SAFETY: see the note above the impl blocks (the table itself was verified for
         // every union tag whose fields are read).
-        unsafe { self.tab.get::<ForwardsUOffset<OptionsView>>(field::OP_OPTIONS, None) }
+        unsafe {
+            self.tab
+                .get::<ForwardsUOffset<OptionsView>>(field::OP_OPTIONS, None)
+        }
     }
 }
 
@@ -530,7 +629,10 @@ impl OptionsView<'_> {
 impl<'a> BufferView<'a> {
     fn data(&self) -> Option<Vector<'a, u8>> {
         // SAFETY: see the note above the impl blocks.
-        unsafe { self.tab.get::<ForwardsUOffset<Vector<u8>>>(field::BUFFER_DATA, None) }
+        unsafe {
+            self.tab
+                .get::<ForwardsUOffset<Vector<u8>>>(field::BUFFER_DATA, None)
+        }
     }
     fn offset_size(&self) -> (u64, u64) {
         // SAFETY: see the note above the impl blocks.
@@ -551,7 +653,9 @@ fn padding(v: i8) -> Padding {
 
 fn read_options(op: &OperatorView<'_>, code: BuiltinOp) -> OpOptions {
     let tag = op.options_type();
-    let Some(o) = op.options() else { return OpOptions::None };
+    let Some(o) = op.options() else {
+        return OpOptions::None;
+    };
     match (code, tag) {
         (BuiltinOp::Conv2d, OPT_CONV) => OpOptions::Conv {
             padding: padding(o.i8_at(4, 0)),
@@ -578,22 +682,28 @@ fn read_options(op: &OperatorView<'_>, code: BuiltinOp) -> OpOptions {
             filter_h: o.i32_at(12, 0),
             act: FusedAct::from_tflite(o.i8_at(14, 0)),
         },
-        (BuiltinOp::Concatenation, OPT_CONCAT) => {
-            OpOptions::Concat { axis: o.i32_at(4, 0), act: FusedAct::from_tflite(o.i8_at(6, 0)) }
-        }
+        (BuiltinOp::Concatenation, OPT_CONCAT) => OpOptions::Concat {
+            axis: o.i32_at(4, 0),
+            act: FusedAct::from_tflite(o.i8_at(6, 0)),
+        },
         (BuiltinOp::Add, OPT_ADD) | (BuiltinOp::Mul, OPT_MUL) | (BuiltinOp::Div, OPT_DIV) => {
-            OpOptions::Arith { act: FusedAct::from_tflite(o.i8_at(4, 0)) }
+            OpOptions::Arith {
+                act: FusedAct::from_tflite(o.i8_at(4, 0)),
+            }
         }
-        (BuiltinOp::Mean | BuiltinOp::Sum, OPT_REDUCER) => OpOptions::Reducer { keep_dims: o.i8_at(4, 0) != 0 },
+        (BuiltinOp::Mean | BuiltinOp::Sum, OPT_REDUCER) => OpOptions::Reducer {
+            keep_dims: o.i8_at(4, 0) != 0,
+        },
         _ => OpOptions::None,
     }
 }
 
 fn index(v: i32, len: usize, what: &str) -> Result<usize, TfliteError> {
-    usize::try_from(v)
-        .ok()
-        .filter(|&i| i < len)
-        .ok_or_else(|| TfliteError::Structure(format!("{what} refers to tensor {v}, but the graph has {len} tensors")))
+    usize::try_from(v).ok().filter(|&i| i < len).ok_or_else(|| {
+        TfliteError::Structure(format!(
+            "{what} refers to tensor {v}, but the graph has {len} tensors"
+        ))
+    })
 }
 
 impl<'a> Graph<'a> {
@@ -603,9 +713,14 @@ impl<'a> Graph<'a> {
             return Err(TfliteError::TooShort(bytes.len()));
         }
         if &bytes[4..8] != b"TFL3" {
-            return Err(TfliteError::Identifier(String::from_utf8_lossy(&bytes[4..8]).into_owned()));
+            return Err(TfliteError::Identifier(
+                String::from_utf8_lossy(&bytes[4..8]).into_owned(),
+            ));
         }
-        let opts = VerifierOptions { max_tables: 10_000_000, ..Default::default() };
+        let opts = VerifierOptions {
+            max_tables: 10_000_000,
+            ..Default::default()
+        };
         let model = flatbuffers::root_with_opts::<ModelView>(&opts, bytes)?;
 
         let codes: Vec<BuiltinOp> = model
@@ -618,14 +733,18 @@ impl<'a> Graph<'a> {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| TfliteError::Structure("the model has no subgraph".into()))?;
         let sg = subgraphs.get(0);
-        let tviews = sg.tensors().ok_or_else(|| TfliteError::Structure("subgraph has no tensors".into()))?;
+        let tviews = sg
+            .tensors()
+            .ok_or_else(|| TfliteError::Structure("subgraph has no tensors".into()))?;
         let mut tensors = Vec::with_capacity(tviews.len());
         for (ti, t) in tviews.iter().enumerate() {
             let name = t.name().unwrap_or("").to_string();
             let mut shape = Vec::new();
             for d in t.shape().iter().flat_map(|v| v.iter()) {
                 shape.push(usize::try_from(d).map_err(|_| {
-                    TfliteError::Structure(format!("tensor {ti} ({name}) has a dynamic or negative dimension {d}"))
+                    TfliteError::Structure(format!(
+                        "tensor {ti} ({name}) has a dynamic or negative dimension {d}"
+                    ))
                 })?);
             }
             let dtype = DType::from_tflite(t.dtype());
@@ -662,7 +781,11 @@ impl<'a> Graph<'a> {
                 let want = shape
                     .iter()
                     .try_fold(size, |a, &d| a.checked_mul(d))
-                    .ok_or_else(|| TfliteError::Structure(format!("tensor {ti} ({name}) shape {shape:?} overflows")))?;
+                    .ok_or_else(|| {
+                        TfliteError::Structure(format!(
+                            "tensor {ti} ({name}) shape {shape:?} overflows"
+                        ))
+                    })?;
                 if d.len() != want {
                     return Err(TfliteError::Structure(format!(
                         "tensor {ti} ({name}) shape {shape:?} needs {want} bytes, its buffer has {}",
@@ -675,29 +798,59 @@ impl<'a> Graph<'a> {
                 if scale.is_empty() {
                     return None;
                 }
-                let zero_point: Vec<i64> = q.zero_point().map(|v| v.iter().collect()).unwrap_or_default();
-                Some(Quant { scale, zero_point, dim: q.dim().max(0) as usize })
+                let zero_point: Vec<i64> = q
+                    .zero_point()
+                    .map(|v| v.iter().collect())
+                    .unwrap_or_default();
+                Some(Quant {
+                    scale,
+                    zero_point,
+                    dim: q.dim().max(0) as usize,
+                })
             });
-            tensors.push(TensorInfo { name, shape, dtype, data, quant });
+            tensors.push(TensorInfo {
+                name,
+                shape,
+                dtype,
+                data,
+                quant,
+            });
         }
         let n = tensors.len();
         let mut ops = Vec::new();
         for (oi, o) in sg.operators().iter().flat_map(|v| v.iter()).enumerate() {
             let code = *codes.get(o.opcode_index() as usize).ok_or_else(|| {
-                TfliteError::Structure(format!("operator {oi} uses opcode {} of {}", o.opcode_index(), codes.len()))
+                TfliteError::Structure(format!(
+                    "operator {oi} uses opcode {} of {}",
+                    o.opcode_index(),
+                    codes.len()
+                ))
             })?;
             let mut inputs = Vec::new();
             for i in o.ints(field::OP_INPUTS).iter().flat_map(|v| v.iter()) {
-                inputs.push(if i < 0 { None } else { Some(index(i, n, &format!("operator {oi} input"))?) });
+                inputs.push(if i < 0 {
+                    None
+                } else {
+                    Some(index(i, n, &format!("operator {oi} input"))?)
+                });
             }
             let mut outputs = Vec::new();
             for i in o.ints(field::OP_OUTPUTS).iter().flat_map(|v| v.iter()) {
                 outputs.push(index(i, n, &format!("operator {oi} output"))?);
             }
-            ops.push(OpInfo { op: code, inputs, outputs, options: read_options(&o, code) });
+            ops.push(OpInfo {
+                op: code,
+                inputs,
+                outputs,
+                options: read_options(&o, code),
+            });
         }
         let list = |slot, what: &str| -> Result<Vec<usize>, TfliteError> {
-            sg.ints(slot).iter().flat_map(|v| v.iter()).map(|i| index(i, n, what)).collect()
+            sg.ints(slot)
+                .iter()
+                .flat_map(|v| v.iter())
+                .map(|i| index(i, n, what))
+                .collect()
         };
         Ok(Graph {
             inputs: list(field::SUBGRAPH_INPUTS, "graph input")?,

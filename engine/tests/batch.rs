@@ -22,12 +22,21 @@ fn arm_wrestling_in_a_batch_of_17_equals_single_stream() {
     for i in 0..fx.len() {
         // stream 5 gets the fixture; the others get carving-ice frames at various offsets
         let frames: Vec<&[u8]> = (0..17)
-            .map(|s| if s == 5 { fx.frame(i) } else { other.frame((i * 3 + s * 7) % other.len()) })
+            .map(|s| {
+                if s == 5 {
+                    fx.frame(i)
+                } else {
+                    other.frame((i * 3 + s * 7) % other.len())
+                }
+            })
             .collect();
         e.step(&sessions, &frames, &mut logits).unwrap();
         let err = rel_l2(&logits[5 * c..6 * c], &alone[i * c..(i + 1) * c]);
         worst = worst.max(err);
-        assert!(err <= 1e-5, "frame {i}: batched vs single relative error {err:.3e}");
+        assert!(
+            err <= 1e-5,
+            "frame {i}: batched vs single relative error {err:.3e}"
+        );
     }
     eprintln!("batch of 17: worst relative error {worst:.2e}");
 }
@@ -46,17 +55,22 @@ fn sessions_join_leave_reset_and_reuse_slots() {
     let b = e.open_session().unwrap();
     let mut out = vec![0.0; 2 * c];
     for i in 0..10 {
-        e.step(&[a, b], &[fx.frame(i), fx.frame(i)], &mut out).unwrap();
+        e.step(&[a, b], &[fx.frame(i), fx.frame(i)], &mut out)
+            .unwrap();
     }
     // close b; a new session takes its slot and must start from zero
     e.close_session(b).unwrap();
     let n = e.open_session().unwrap();
     assert_eq!(n.slot(), b.slot(), "the freed slot is reused");
-    assert!(e.step(&[b], &[fx.frame(0)], &mut out[..c]).is_err(), "a closed session id stays invalid");
+    assert!(
+        e.step(&[b], &[fx.frame(0)], &mut out[..c]).is_err(),
+        "a closed session id stays invalid"
+    );
     for i in 0..fx.len() {
         // n runs from frame 0 alongside a (which is at frame 10 + i)
         let ai = (10 + i).min(fx.len() - 1);
-        e.step(&[n, a], &[fx.frame(i), fx.frame(ai)], &mut out).unwrap();
+        e.step(&[n, a], &[fx.frame(i), fx.frame(ai)], &mut out)
+            .unwrap();
         let err = rel_l2(&out[..c], &reference[i * c..(i + 1) * c]);
         assert!(err <= 1e-5, "reused slot, frame {i}: error {err:.3e}");
     }
@@ -70,7 +84,10 @@ fn sessions_join_leave_reset_and_reuse_slots() {
     assert_eq!(e.session_count(), 2);
     // memory report: A0 carries ~0.67 M values per stream
     let bytes = e.state_bytes_per_session();
-    assert!((2_000_000..4_000_000).contains(&bytes), "state bytes per session {bytes}");
+    assert!(
+        (2_000_000..4_000_000).contains(&bytes),
+        "state bytes per session {bytes}"
+    );
 }
 
 #[test]
@@ -80,6 +97,8 @@ fn a_stream_may_appear_once_per_batch() {
     let mut e = engine(&m, 1);
     let a = e.open_session().unwrap();
     let mut out = vec![0.0; 2 * m.classes()];
-    let err = e.step(&[a, a], &[fx.frame(0), fx.frame(1)], &mut out).unwrap_err();
+    let err = e
+        .step(&[a, a], &[fx.frame(0), fx.frame(1)], &mut out)
+        .unwrap_err();
     assert!(err.to_string().contains("appears twice"), "{err}");
 }

@@ -28,7 +28,14 @@ pub fn fixture(name: &str) -> Fixture {
 }
 
 pub fn engine(model: &Arc<Model>, threads: usize) -> Engine {
-    Engine::new(model.clone(), &EngineConfig { threads, ..Default::default() }).expect("engine")
+    Engine::new(
+        model.clone(),
+        &EngineConfig {
+            threads,
+            ..Default::default()
+        },
+    )
+    .expect("engine")
 }
 
 /// Relative L2 error ||a - b|| / ||b||.
@@ -40,7 +47,11 @@ pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
 }
 
 pub fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|e| e.0).unwrap_or(0)
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|e| e.0)
+        .unwrap_or(0)
 }
 
 /// Run every frame of `fx` through one session; returns logits `[N, classes]`.
@@ -49,7 +60,9 @@ pub fn run_single(engine: &mut Engine, fx: &Fixture) -> Vec<f32> {
     let s = engine.open_session().expect("session");
     let mut out = vec![f32::NAN; fx.len() * c];
     for i in 0..fx.len() {
-        engine.step(&[s], &[fx.frame(i)], &mut out[i * c..(i + 1) * c]).expect("step");
+        engine
+            .step(&[s], &[fx.frame(i)], &mut out[i * c..(i + 1) * c])
+            .expect("step");
     }
     engine.close_session(s).expect("close");
     out

@@ -14,7 +14,10 @@ fn load_bytes(bytes: &[u8]) -> EngineError {
 fn missing_file_names_the_path() {
     let err = Model::load(Path::new("/nonexistent/model.tflite")).unwrap_err();
     assert!(matches!(err, EngineError::Io { .. }), "{err:?}");
-    assert!(err.to_string().contains("/nonexistent/model.tflite"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/model.tflite"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -29,9 +32,22 @@ fn non_tflite_file_is_rejected() {
 #[test]
 fn truncated_model_is_an_error_not_a_crash() {
     let bytes = std::fs::read(shared().join(K600)).unwrap();
-    for len in [8usize, 64, 1000, bytes.len() / 3, bytes.len() / 2, bytes.len() - 7] {
+    for len in [
+        8usize,
+        64,
+        1000,
+        bytes.len() / 3,
+        bytes.len() / 2,
+        bytes.len() - 7,
+    ] {
         let err = load_bytes(&bytes[..len]);
-        assert!(matches!(err, EngineError::NotTflite { .. } | EngineError::NotMovinet { .. }), "len {len}: {err:?}");
+        assert!(
+            matches!(
+                err,
+                EngineError::NotTflite { .. } | EngineError::NotMovinet { .. }
+            ),
+            "len {len}: {err:?}"
+        );
     }
 }
 
@@ -62,7 +78,10 @@ fn corrupted_bytes_never_panic() {
 fn tflite_that_is_not_movinet_names_the_problem() {
     let mut bytes = std::fs::read(shared().join(K600)).unwrap();
     let needle = b"serving_default_image:0";
-    let pos = bytes.windows(needle.len()).position(|w| w == needle).expect("input name in file");
+    let pos = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("input name in file");
     bytes[pos + 16..pos + 21].copy_from_slice(b"frame");
     let err = load_bytes(&bytes);
     assert!(matches!(err, EngineError::NotMovinet { .. }), "{err:?}");
@@ -72,7 +91,17 @@ fn tflite_that_is_not_movinet_names_the_problem() {
 #[test]
 fn label_file_of_the_wrong_length_is_rejected() {
     let err = Labels::load(&shared().join("models/cattle7_labels.txt"), 600).unwrap_err();
-    assert!(matches!(err, EngineError::LabelCount { found: 7, expected: 600, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            EngineError::LabelCount {
+                found: 7,
+                expected: 600,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("use the label file"), "{err}");
     let ok = Labels::load(&shared().join("models/kinetics600_labels.txt"), 600).unwrap();
     assert_eq!(ok.name(11), "arm wrestling");
@@ -86,7 +115,17 @@ fn frames_of_the_wrong_size_are_rejected() {
     let mut out = vec![0.0; m.classes()];
     let small = vec![0u8; 100 * 100 * 3];
     let err = e.step(&[s], &[&small], &mut out).unwrap_err();
-    assert!(matches!(err, EngineError::FrameSize { found: 30000, expected: 88752, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            EngineError::FrameSize {
+                found: 30000,
+                expected: 88752,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("172x172"), "{err}");
     // the session is untouched: a correct frame still works
     let ok = vec![0u8; m.frame_bytes()];
@@ -107,6 +146,47 @@ fn both_shared_models_import_with_their_structure() {
     assert!(f.blocks.iter().skip(1).all(|b| b.se.is_some()));
     assert!(k.blocks.iter().all(|b| b.se.is_none()));
     let s = k.summary();
-    assert!(s.state_values_per_stream > 600_000 && s.state_values_per_stream < 700_000, "{}", s.state_values_per_stream);
-    assert!(s.mflops_per_frame > 20.0 && s.mflops_per_frame < 200.0, "{}", s.mflops_per_frame);
+    assert!(
+        s.state_values_per_stream > 600_000 && s.state_values_per_stream < 700_000,
+        "{}",
+        s.state_values_per_stream
+    );
+    assert!(
+        s.mflops_per_frame > 20.0 && s.mflops_per_frame < 200.0,
+        "{}",
+        s.mflops_per_frame
+    );
+}
+
+/// `--device cuda` without a driver is a clear error (not the panic `CudaContext::new`
+/// gives without libcuda); `auto` falls back to the CPU.
+#[test]
+fn cuda_without_a_gpu_is_a_clear_error_and_auto_falls_back() {
+    use vigil_engine::{Device, Engine, EngineConfig};
+    let m = model(K600);
+    match Engine::new(
+        m.clone(),
+        &EngineConfig {
+            device: Device::Cuda,
+            ..Default::default()
+        },
+    ) {
+        Ok(e) => eprintln!("a GPU is present here: {}", e.device_name()),
+        Err(err) => {
+            assert!(
+                matches!(err, EngineError::DeviceUnavailable { .. }),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("cuda"), "{err}");
+        }
+    }
+    let auto = Engine::new(
+        m,
+        &EngineConfig {
+            device: Device::Auto,
+            ..Default::default()
+        },
+    )
+    .expect("auto always works");
+    assert!(!auto.device_name().is_empty());
 }

@@ -13,13 +13,26 @@ fn check(model_rel: &str, fixture_name: &str, threads: usize) {
     let got = run_single(&mut e, &fx);
     let mut worst = 0.0f64;
     for i in 0..fx.len() {
-        let (g, o) = (&got[i * classes..(i + 1) * classes], &oracle[i * classes..(i + 1) * classes]);
+        let (g, o) = (
+            &got[i * classes..(i + 1) * classes],
+            &oracle[i * classes..(i + 1) * classes],
+        );
         let err = rel_l2(g, o);
         worst = worst.max(err);
-        assert!(err <= 1e-4, "{fixture_name} frame {i}: relative L2 error {err:.3e} > 1e-4");
-        assert_eq!(argmax(g), argmax(o), "{fixture_name} frame {i}: top-1 differs");
+        assert!(
+            err <= 1e-4,
+            "{fixture_name} frame {i}: relative L2 error {err:.3e} > 1e-4"
+        );
+        assert_eq!(
+            argmax(g),
+            argmax(o),
+            "{fixture_name} frame {i}: top-1 differs"
+        );
     }
-    eprintln!("{fixture_name}: {} frames, worst relative L2 {worst:.2e}", fx.len());
+    eprintln!(
+        "{fixture_name}: {} frames, worst relative L2 {worst:.2e}",
+        fx.len()
+    );
 }
 
 #[test]

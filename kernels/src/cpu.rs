@@ -27,7 +27,10 @@ const TASKS_PER_THREAD: usize = 4;
 
 fn task_rows(total: usize, min_rows: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
-    total.div_ceil(threads * TASKS_PER_THREAD).max(min_rows).max(1)
+    total
+        .div_ceil(threads * TASKS_PER_THREAD)
+        .max(min_rows)
+        .max(1)
 }
 
 /// Compiles a row kernel twice — for the baseline target and with AVX2 + FMA — and picks
@@ -207,7 +210,8 @@ pub fn pointwise(
         if !fuse_residual {
             for i in 0..mr {
                 // SAFETY: as for the prefill: this tile's rows and columns only.
-                let yrow = unsafe { std::slice::from_raw_parts_mut(yp.0.add((r0 + i) * n + c0), nc) };
+                let yrow =
+                    unsafe { std::slice::from_raw_parts_mut(yp.0.add((r0 + i) * n + c0), nc) };
                 act.apply_slice(yrow);
                 if let Some(r) = residual {
                     for (yv, &rv) in yrow.iter_mut().zip(&r[(r0 + i) * n + c0..][..nc]) {
@@ -349,7 +353,19 @@ pub fn temporal_causal(
         {
             let ring: &[f32] = ring;
             y_b.par_chunks_mut(chunk).enumerate().for_each(|(ci, ych)| {
-                temporal_chunk(ring, cur_b, frame, c, kt, head, w, bias, act, ci * chunk, ych);
+                temporal_chunk(
+                    ring,
+                    cur_b,
+                    frame,
+                    c,
+                    kt,
+                    head,
+                    w,
+                    bias,
+                    act,
+                    ci * chunk,
+                    ych,
+                );
             });
         }
         ring[head * frame..(head + 1) * frame].copy_from_slice(cur_b);
@@ -409,7 +425,11 @@ pub fn cumulative_pool(
     for (b, (&slot, &tb)) in slots.iter().zip(t).enumerate() {
         let s = &mut sums[slot * c..(slot + 1) * c];
         let n = (tb + 1) as f32;
-        for ((sv, &xv), o) in s.iter_mut().zip(&x[b * c..(b + 1) * c]).zip(&mut out[b * c..(b + 1) * c]) {
+        for ((sv, &xv), o) in s
+            .iter_mut()
+            .zip(&x[b * c..(b + 1) * c])
+            .zip(&mut out[b * c..(b + 1) * c])
+        {
             *sv += xv;
             *o = *sv / n;
         }
@@ -457,25 +477,52 @@ mod tests {
     fn close(got: &[f32], want: &[f32], what: &str) {
         assert_eq!(got.len(), want.len(), "{what}: length");
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!((g - w).abs() <= 1e-5 + 1e-5 * w.abs(), "{what}[{i}]: got {g}, want {w}");
+            assert!(
+                (g - w).abs() <= 1e-5 + 1e-5 * w.abs(),
+                "{what}[{i}]: got {g}, want {w}"
+            );
         }
     }
 
     fn pools() -> Vec<rayon::ThreadPool> {
-        [1, 3].iter().map(|&n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()).collect()
+        [1, 3]
+            .iter()
+            .map(|&n| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .unwrap()
+            })
+            .collect()
     }
 
-    const ACTS: [Activation; 5] =
-        [Activation::None, Activation::Relu, Activation::Relu6, Activation::HardSwish, Activation::Swish];
+    const ACTS: [Activation; 5] = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::HardSwish,
+        Activation::Swish,
+    ];
 
     #[test]
     fn pointwise_matches_naive_gemm() {
         let mut r = Rng(7);
         for pool in pools() {
-            for &(m, k, n) in &[(1, 480, 2048), (3, 2048, 7), (7396, 8, 24), (130, 24, 8), (37, 5, 3), (1849, 80, 32)] {
+            for &(m, k, n) in &[
+                (1, 480, 2048),
+                (3, 2048, 7),
+                (7396, 8, 24),
+                (130, 24, 8),
+                (37, 5, 3),
+                (1849, 80, 32),
+            ] {
                 for (ai, &act) in ACTS.iter().enumerate() {
                     let (x, w, bias) = (r.vec(m * k), r.vec(n * k), r.vec(n));
-                    let res = if ai % 2 == 0 { Some(r.vec(m * n)) } else { None };
+                    let res = if ai % 2 == 0 {
+                        Some(r.vec(m * n))
+                    } else {
+                        None
+                    };
                     let mut y = vec![f32::NAN; m * n];
                     pool.install(|| pointwise(&x, m, k, &w, n, &bias, act, res.as_deref(), &mut y));
                     let mut want = vec![0.0; m * n];
@@ -485,7 +532,8 @@ mod tests {
                             for kk in 0..k {
                                 a += x[i * k + kk] as f64 * w[j * k + kk] as f64;
                             }
-                            want[i * n + j] = act.apply(a as f32) + res.as_ref().map_or(0.0, |r| r[i * n + j]);
+                            want[i * n + j] =
+                                act.apply(a as f32) + res.as_ref().map_or(0.0, |r| r[i * n + j]);
                         }
                     }
                     close(&y, &want, &format!("pointwise m{m} k{k} n{n} {act:?}"));
@@ -512,14 +560,24 @@ mod tests {
                             for kx in 0..g.k_w {
                                 let iy = (oy * g.stride + ky) as isize - g.pad_top as isize;
                                 let ix = (ox * g.stride + kx) as isize - g.pad_left as isize;
-                                if iy >= 0 && ix >= 0 && (iy as usize) < g.in_h && (ix as usize) < g.in_w {
-                                    let v = x[((b * g.in_h + iy as usize) * g.in_w + ix as usize) * c + ch];
+                                if iy >= 0
+                                    && ix >= 0
+                                    && (iy as usize) < g.in_h
+                                    && (ix as usize) < g.in_w
+                                {
+                                    let v = x[((b * g.in_h + iy as usize) * g.in_w + ix as usize)
+                                        * c
+                                        + ch];
                                     a += (v * tap(ky, kx, ch)) as f64;
                                     n += 1;
                                 }
                             }
                         }
-                        y[((b * g.out_h + oy) * g.out_w + ox) * c + ch] = if mean { (a / n as f64) as f32 } else { a as f32 };
+                        y[((b * g.out_h + oy) * g.out_w + ox) * c + ch] = if mean {
+                            (a / n as f64) as f32
+                        } else {
+                            a as f32
+                        };
                     }
                 }
             }
@@ -543,18 +601,34 @@ mod tests {
     fn depthwise_and_avg_pool_match_naive() {
         let mut r = Rng(11);
         for pool in pools() {
-            for &(h, w, k, s, c, batch) in &[(43, 43, 3, 2, 80, 2), (22, 22, 3, 1, 5, 3), (86, 86, 5, 2, 24, 1), (11, 7, 5, 1, 9, 2)] {
+            for &(h, w, k, s, c, batch) in &[
+                (43, 43, 3, 2, 80, 2),
+                (22, 22, 3, 1, 5, 3),
+                (86, 86, 5, 2, 24, 1),
+                (11, 7, 5, 1, 9, 2),
+            ] {
                 let g = Conv2dGeom::same(h, w, k, k, s);
                 let x = r.vec(batch * h * w * c);
                 let (wt, bias) = (r.vec(k * k * c), r.vec(c));
                 for act in ACTS {
                     let mut y = vec![f32::NAN; batch * g.out_pixels() * c];
                     pool.install(|| depthwise2d(&x, batch, &g, c, &wt, &bias, act, &mut y));
-                    let mut want = naive_window(&x, batch, &g, c, &|ky, kx, ch| wt[(ky * k + kx) * c + ch], false);
+                    let mut want = naive_window(
+                        &x,
+                        batch,
+                        &g,
+                        c,
+                        &|ky, kx, ch| wt[(ky * k + kx) * c + ch],
+                        false,
+                    );
                     for (i, v) in want.iter_mut().enumerate() {
                         *v = act.apply(*v + bias[i % c]);
                     }
-                    close(&y, &want, &format!("depthwise {h}x{w} k{k} s{s} c{c} {act:?}"));
+                    close(
+                        &y,
+                        &want,
+                        &format!("depthwise {h}x{w} k{k} s{s} c{c} {act:?}"),
+                    );
                 }
                 let mut y = vec![f32::NAN; batch * g.out_pixels() * c];
                 pool.install(|| avg_pool2d(&x, batch, &g, c, &mut y));
@@ -569,22 +643,47 @@ mod tests {
         let mut r = Rng(5);
         let (h, k, cin, cout, batch) = (30, 3, 3, 8, 2);
         let g = Conv2dGeom::same(h, h, k, k, 2);
-        let (x, w, bias) = (r.vec(batch * h * h * cin), r.vec(k * k * cin * cout), r.vec(cout));
+        let (x, w, bias) = (
+            r.vec(batch * h * h * cin),
+            r.vec(k * k * cin * cout),
+            r.vec(cout),
+        );
         for pool in pools() {
             let mut y = vec![f32::NAN; batch * g.out_pixels() * cout];
-            pool.install(|| conv2d(&x, batch, &g, cin, &w, &bias, cout, Activation::HardSwish, &mut y));
+            pool.install(|| {
+                conv2d(
+                    &x,
+                    batch,
+                    &g,
+                    cin,
+                    &w,
+                    &bias,
+                    cout,
+                    Activation::HardSwish,
+                    &mut y,
+                )
+            });
             let mut want = vec![0.0; y.len()];
             for b in 0..batch {
                 for o in 0..cout {
                     // one output channel = sum over input channels of a windowed sum
                     let mut acc = vec![0.0f32; g.out_pixels()];
                     for ci in 0..cin {
-                        let plane: Vec<f32> = (0..h * h).map(|p| x[(b * h * h + p) * cin + ci]).collect();
-                        let part = naive_window(&plane, 1, &g, 1, &|ky, kx, _| w[((ky * k + kx) * cin + ci) * cout + o], false);
+                        let plane: Vec<f32> =
+                            (0..h * h).map(|p| x[(b * h * h + p) * cin + ci]).collect();
+                        let part = naive_window(
+                            &plane,
+                            1,
+                            &g,
+                            1,
+                            &|ky, kx, _| w[((ky * k + kx) * cin + ci) * cout + o],
+                            false,
+                        );
                         acc.iter_mut().zip(part).for_each(|(a, p)| *a += p);
                     }
                     for (p, a) in acc.iter().enumerate() {
-                        want[(b * g.out_pixels() + p) * cout + o] = Activation::HardSwish.apply(a + bias[o]);
+                        want[(b * g.out_pixels() + p) * cout + o] =
+                            Activation::HardSwish.apply(a + bias[o]);
                     }
                 }
             }
@@ -606,7 +705,21 @@ mod tests {
                 let cur = r.vec(3 * p * c);
                 let t = [step, step, step];
                 let mut y = vec![f32::NAN; 3 * p * c];
-                pool.install(|| temporal_causal(&cur, p, c, kt, &w, &bias, Activation::Relu6, &slots, &t, &mut state, &mut y));
+                pool.install(|| {
+                    temporal_causal(
+                        &cur,
+                        p,
+                        c,
+                        kt,
+                        &w,
+                        &bias,
+                        Activation::Relu6,
+                        &slots,
+                        &t,
+                        &mut state,
+                        &mut y,
+                    )
+                });
                 for b in 0..3 {
                     history[b].push(cur[b * p * c..(b + 1) * p * c].to_vec());
                     let hist = &history[b];
@@ -622,7 +735,11 @@ mod tests {
                         }
                         want[e] = Activation::Relu6.apply(a);
                     }
-                    close(&y[b * p * c..(b + 1) * p * c], &want, &format!("temporal step {step} stream {b}"));
+                    close(
+                        &y[b * p * c..(b + 1) * p * c],
+                        &want,
+                        &format!("temporal step {step} stream {b}"),
+                    );
                 }
             }
         }
@@ -647,7 +764,10 @@ mod tests {
         cumulative_pool(&m, c, &[3, 1, 0], &[0, 0, 0], &mut sums, &mut out);
         cumulative_pool(&m, c, &[3, 1, 0], &[1, 1, 1], &mut sums, &mut out);
         close(&out, &m, "cumulative mean of two equal frames");
-        assert!(sums[2 * c..3 * c].iter().all(|&v| v == 0.0), "unused slot untouched");
+        assert!(
+            sums[2 * c..3 * c].iter().all(|&v| v == 0.0),
+            "unused slot untouched"
+        );
         let gate = r.vec(batch * c);
         let mut g = x.clone();
         channel_gate(&mut g, batch, p, c, &gate, 0.5);
