@@ -15,7 +15,10 @@ fn shared() -> PathBuf {
 }
 
 fn step(c: &mut Criterion) {
-    let threads: usize = std::env::var("VIGIL_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let threads: usize = std::env::var("VIGIL_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     for (label, file) in [
         ("full", "models/movinet_a0_stream_cattle7_dynamic.tflite"),
         ("k600-int8", "models/movinet_a0_stream_k600_int8.tflite"),
@@ -30,12 +33,24 @@ fn step(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("step/{label}"));
         group.sample_size(20);
         for batch in [1usize, 8, 64] {
-            let Ok(mut engine) = Engine::new(model.clone(), &EngineConfig { threads, ..Default::default() }) else {
+            let Ok(mut engine) = Engine::new(
+                model.clone(),
+                &EngineConfig {
+                    threads,
+                    ..Default::default()
+                },
+            ) else {
                 return;
             };
-            let sessions: Vec<_> = (0..batch).filter_map(|_| engine.open_session().ok()).collect();
+            let sessions: Vec<_> = (0..batch)
+                .filter_map(|_| engine.open_session().ok())
+                .collect();
             let frames: Vec<Vec<u8>> = (0..batch)
-                .map(|s| (0..model.frame_bytes()).map(|i| ((i * 13 + s * 101) % 256) as u8).collect())
+                .map(|s| {
+                    (0..model.frame_bytes())
+                        .map(|i| ((i * 13 + s * 101) % 256) as u8)
+                        .collect()
+                })
                 .collect();
             let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
             let mut logits = vec![0.0; batch * model.classes()];

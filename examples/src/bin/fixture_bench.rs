@@ -13,18 +13,38 @@ use vigil_engine::{Engine, EngineConfig, Model};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok());
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+    };
     let streams: usize = flag("--streams").unwrap_or(1);
     let threads: usize = flag("--threads").unwrap_or(1);
     let rounds: usize = flag("--rounds").unwrap_or(0);
-    let pos: Vec<&String> = args.iter().enumerate().filter(|(i, a)| !a.starts_with("--") && (*i == 0 || !args[i - 1].starts_with("--"))).map(|(_, a)| a).collect();
+    let pos: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || !args[i - 1].starts_with("--")))
+        .map(|(_, a)| a)
+        .collect();
     let (Some(model_path), Some(fixture)) = (pos.first(), pos.get(1)) else {
-        anyhow::bail!("usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R]");
+        anyhow::bail!(
+            "usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R]"
+        );
     };
     let model = Arc::new(Model::load(&PathBuf::from(model_path))?);
     let fx = Fixture::load(&PathBuf::from(fixture))?;
-    let mut engine = Engine::new(model.clone(), &EngineConfig { threads, ..Default::default() })?;
-    let sessions: Vec<_> = (0..streams).map(|_| engine.open_session()).collect::<Result<_, _>>()?;
+    let mut engine = Engine::new(
+        model.clone(),
+        &EngineConfig {
+            threads,
+            ..Default::default()
+        },
+    )?;
+    let sessions: Vec<_> = (0..streams)
+        .map(|_| engine.open_session())
+        .collect::<Result<_, _>>()?;
     let mut logits = vec![0.0; streams * model.classes()];
     let rounds = if rounds == 0 { fx.len() } else { rounds };
     let mut frames: Vec<&[u8]> = Vec::with_capacity(streams);
