@@ -14,7 +14,7 @@ use std::sync::Arc;
 use vigil_kernels::cpu as k;
 
 use crate::backend::Backend;
-use crate::model::{Model, Skip};
+use crate::model::{ActivationSizes, Model, Skip};
 use crate::session::{SlotPool, StreamState};
 use crate::{EngineError, Result};
 
@@ -38,59 +38,8 @@ struct Workspace {
     head_mid: Vec<f32>,
 }
 
-/// Per-stream sizes of each workspace role, from the model.
-#[derive(Debug, Default, Clone, Copy)]
-struct Sizes {
-    input: usize,
-    x: usize,
-    skip: usize,
-    pooled: usize,
-    e: usize,
-    d: usize,
-    t: usize,
-    vec: usize,
-    se_in: usize,
-    se_mid: usize,
-    head_mid: usize,
-}
-
-impl Sizes {
-    fn of(model: &Model) -> Sizes {
-        let mut s = Sizes {
-            input: model.frame_bytes(),
-            ..Default::default()
-        };
-        let g = &model.stem.geom;
-        s.x = g.out_pixels() * model.stem.cout;
-        for b in &model.blocks {
-            s.x = s.x.max(b.out_pixels() * b.out_c());
-            s.e = s.e.max(b.in_pixels() * b.expand.cout);
-            s.d = s.d.max(b.out_pixels() * b.spatial.c);
-            if b.temporal.is_some() {
-                s.t = s.t.max(b.out_pixels() * b.spatial.c);
-            }
-            if let Some(se) = &b.se {
-                s.vec = s.vec.max(se.c);
-                s.se_in = s.se_in.max(2 * se.c);
-                s.se_mid = s.se_mid.max(se.reduce.cout);
-            }
-            if let Skip::Project { pool, conv } = &b.skip {
-                s.skip = s.skip.max(b.out_pixels() * conv.cout);
-                if let Some(p) = pool {
-                    s.pooled = s.pooled.max(p.out_pixels() * conv.cin);
-                }
-            }
-        }
-        let h = &model.head;
-        s.e = s.e.max(h.pixels * h.project.cout);
-        s.vec = s.vec.max(h.project.cout);
-        s.head_mid = h.dense1.cout;
-        s
-    }
-}
-
 impl Workspace {
-    fn ensure(&mut self, batch: usize, s: &Sizes) {
+    fn ensure(&mut self, batch: usize, s: &ActivationSizes) {
         if batch <= self.batch {
             return;
         }
@@ -128,7 +77,7 @@ pub struct CpuBackend {
     micro_batch: usize,
     /// the batch's states, moved out of the pool for one step (capacity reused)
     batch: Vec<Box<StreamState>>,
-    sizes: Sizes,
+    sizes: ActivationSizes,
     /// `1 / pixels` per channel for each SE block's spatial mean
     se_scales: Vec<Vec<f32>>,
 }
@@ -159,7 +108,7 @@ impl CpuBackend {
             .collect();
         Ok(CpuBackend {
             state: SlotPool::default(),
-            sizes: Sizes::of(&model),
+            sizes: model.activation_sizes(),
             model,
             pool,
             threads,

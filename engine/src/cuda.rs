@@ -36,7 +36,7 @@ use vigil_kernels::cuda::{self as kc, CudaKernels, KernelError, Precision, Stora
 use vigil_kernels::{Activation, Conv2dGeom};
 
 use crate::backend::Backend;
-use crate::model::{Model, Pointwise, Skip};
+use crate::model::{ActivationSizes, Model, Pointwise, Skip};
 use crate::{EngineError, Result};
 
 /// How to build a [`CudaBackend`].
@@ -341,58 +341,6 @@ fn upload<T: Storage>(s: &Arc<CudaStream>, m: &Model) -> Result<DModel<T>> {
 // ---------------------------------------------------------------------------------------
 // Workspace, state, I/O.
 
-/// Per-stream element counts of each workspace role (as the CPU backend's).
-#[derive(Debug, Default, Clone, Copy)]
-struct Sizes {
-    input: usize,
-    x: usize,
-    skip: usize,
-    pooled: usize,
-    e: usize,
-    d: usize,
-    t: usize,
-    vec: usize,
-    se_in: usize,
-    se_mid: usize,
-    head_mid: usize,
-    classes: usize,
-}
-
-impl Sizes {
-    fn of(model: &Model) -> Sizes {
-        let mut s = Sizes {
-            input: model.frame_bytes(),
-            ..Default::default()
-        };
-        s.x = model.stem.geom.out_pixels() * model.stem.cout;
-        for b in &model.blocks {
-            s.x = s.x.max(b.out_pixels() * b.out_c());
-            s.e = s.e.max(b.in_pixels() * b.expand.cout);
-            s.d = s.d.max(b.out_pixels() * b.spatial.c);
-            if b.temporal.is_some() {
-                s.t = s.t.max(b.out_pixels() * b.spatial.c);
-            }
-            if let Some(se) = &b.se {
-                s.vec = s.vec.max(se.c);
-                s.se_in = s.se_in.max(2 * se.c);
-                s.se_mid = s.se_mid.max(se.reduce.cout);
-            }
-            if let Skip::Project { pool, conv } = &b.skip {
-                s.skip = s.skip.max(b.out_pixels() * conv.cout);
-                if let Some(p) = pool {
-                    s.pooled = s.pooled.max(p.out_pixels() * conv.cin);
-                }
-            }
-        }
-        let h = &model.head;
-        s.e = s.e.max(h.pixels * h.project.cout);
-        s.vec = s.vec.max(h.project.cout);
-        s.head_mid = h.dense1.cout;
-        s.classes = h.dense2.cout;
-        s
-    }
-}
-
 /// Device activations for `batch` streams (storage type), plus the step's inputs.
 struct Workspace<T> {
     batch: usize,
@@ -426,7 +374,7 @@ impl<T: Storage> Workspace<T> {
         ctx: &Arc<CudaContext>,
         s: &Arc<CudaStream>,
         batch: usize,
-        z: &Sizes,
+        z: &ActivationSizes,
     ) -> std::result::Result<Self, KernelError> {
         let n = batch.max(1);
         let a = |len: usize| s.alloc_zeros::<T>((n * len).max(1));
@@ -496,7 +444,7 @@ struct Runner<T: Storage> {
     stream: Arc<CudaStream>,
     kernels: CudaKernels,
     dm: DModel<T>,
-    sizes: Sizes,
+    sizes: ActivationSizes,
     ws: Workspace<T>,
     state: DeviceState<T>,
     /// scratch device slots 0..pad used for graph padding
@@ -520,7 +468,7 @@ impl<T: Storage> Runner<T> {
         let kernels = CudaKernels::compile(&ctx).map_err(kernel_err)?;
         let stream = ctx.new_stream().map_err(backend_err)?;
         let dm = upload::<T>(&stream, &model)?;
-        let sizes = Sizes::of(&model);
+        let sizes = model.activation_sizes();
         let ws = Workspace::new(&ctx, &stream, cfg.max_batch, &sizes).map_err(kernel_err)?;
         let mut buckets: Vec<usize> = cfg
             .graph_buckets

@@ -189,6 +189,36 @@ pub struct Model {
     pub cumulative_pools: Vec<usize>,
 }
 
+/// Per-stream element counts of each activation buffer role a backend needs for one
+/// step (the maximum over layers), so every backend sizes its workspace the same way.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ActivationSizes {
+    /// input frame bytes (RGB u8)
+    pub input: usize,
+    /// block input / output (`x`)
+    pub x: usize,
+    /// projected skip path
+    pub skip: usize,
+    /// average-pooled skip input
+    pub pooled: usize,
+    /// expansion output (also the head's projection)
+    pub e: usize,
+    /// depthwise spatial output
+    pub d: usize,
+    /// temporal conv output
+    pub t: usize,
+    /// per-channel vectors: frame means, cumulative means, SE gates
+    pub vec: usize,
+    /// SE input `[cumulative ; frame]`
+    pub se_in: usize,
+    /// SE reduce output
+    pub se_mid: usize,
+    /// the head's first dense layer
+    pub head_mid: usize,
+    /// logits
+    pub classes: usize,
+}
+
 /// What `vigil inspect` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelSummary {
@@ -323,6 +353,37 @@ impl Model {
             }
         }
         n + pw(&self.head.project) + pw(&self.head.dense1) + pw(&self.head.dense2)
+    }
+
+    /// The per-stream activation buffer sizes one step needs.
+    pub fn activation_sizes(&self) -> ActivationSizes {
+        let mut s = ActivationSizes { input: self.frame_bytes(), ..Default::default() };
+        s.x = self.stem.geom.out_pixels() * self.stem.cout;
+        for b in &self.blocks {
+            s.x = s.x.max(b.out_pixels() * b.out_c());
+            s.e = s.e.max(b.in_pixels() * b.expand.cout);
+            s.d = s.d.max(b.out_pixels() * b.spatial.c);
+            if b.temporal.is_some() {
+                s.t = s.t.max(b.out_pixels() * b.spatial.c);
+            }
+            if let Some(se) = &b.se {
+                s.vec = s.vec.max(se.c);
+                s.se_in = s.se_in.max(2 * se.c);
+                s.se_mid = s.se_mid.max(se.reduce.cout);
+            }
+            if let Skip::Project { pool, conv } = &b.skip {
+                s.skip = s.skip.max(b.out_pixels() * conv.cout);
+                if let Some(p) = pool {
+                    s.pooled = s.pooled.max(p.out_pixels() * conv.cin);
+                }
+            }
+        }
+        let h = &self.head;
+        s.e = s.e.max(h.pixels * h.project.cout);
+        s.vec = s.vec.max(h.project.cout);
+        s.head_mid = h.dense1.cout;
+        s.classes = h.dense2.cout;
+        s
     }
 
     /// Everything `vigil inspect` shows.
