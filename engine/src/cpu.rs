@@ -11,10 +11,10 @@
 
 use std::sync::Arc;
 
-use vigil_kernels::cpu as k;
+use vigil_kernels::cpu::{self as k, PackedWeights};
 
 use crate::backend::Backend;
-use crate::model::{ActivationSizes, Model, Skip};
+use crate::model::{ActivationSizes, Model, Pointwise, Skip};
 use crate::session::{SlotPool, StreamState};
 use crate::{EngineError, Result};
 
@@ -62,6 +62,45 @@ impl Workspace {
     }
 }
 
+/// The model's 1x1 convolutions with weights packed for `pointwise_packed`, in the
+/// model's order (packed once, when the backend is built).
+struct Packed {
+    blocks: Vec<PackedBlock>,
+    head: [PackedWeights; 3],
+}
+
+struct PackedBlock {
+    expand: PackedWeights,
+    project: PackedWeights,
+    skip: Option<PackedWeights>,
+    se: Option<[PackedWeights; 2]>,
+}
+
+fn pack(p: &Pointwise) -> PackedWeights {
+    PackedWeights::pack(&p.w, p.cout, p.cin)
+}
+
+impl Packed {
+    fn of(model: &Model) -> Packed {
+        Packed {
+            blocks: model
+                .blocks
+                .iter()
+                .map(|b| PackedBlock {
+                    expand: pack(&b.expand),
+                    project: pack(&b.project),
+                    skip: match &b.skip {
+                        Skip::Project { conv, .. } => Some(pack(conv)),
+                        Skip::Identity => None,
+                    },
+                    se: b.se.as_ref().map(|se| [pack(&se.reduce), pack(&se.expand)]),
+                })
+                .collect(),
+            head: [pack(&model.head.project), pack(&model.head.dense1), pack(&model.head.dense2)],
+        }
+    }
+}
+
 /// Default largest micro-batch. Measured on a 2-core x86 machine (BENCHMARKS.md): one
 /// stream per micro-batch keeps the early layers' activations (~0.7 MB) in L2 and was
 /// fastest; larger micro-batches amortise GEMM packing but spill the caches.
@@ -78,6 +117,7 @@ pub struct CpuBackend {
     /// the batch's states, moved out of the pool for one step (capacity reused)
     batch: Vec<Box<StreamState>>,
     sizes: ActivationSizes,
+    packed: Packed,
     /// `1 / pixels` per channel for each SE block's spatial mean
     se_scales: Vec<Vec<f32>>,
 }
@@ -109,6 +149,7 @@ impl CpuBackend {
         Ok(CpuBackend {
             state: SlotPool::default(),
             sizes: model.activation_sizes(),
+            packed: Packed::of(&model),
             model,
             pool,
             threads,
@@ -204,9 +245,10 @@ impl Backend for CpuBackend {
             pool,
             workspaces,
             se_scales,
+            packed,
             ..
         } = self;
-        let (model, se_scales): (&Model, &[Vec<f32>]) = (model, se_scales);
+        let (model, se_scales, packed): (&Model, &[Vec<f32>], &Packed) = (model, se_scales, packed);
         pool.install(|| {
             use rayon::prelude::*;
             batch
@@ -217,7 +259,7 @@ impl Backend for CpuBackend {
                 .for_each(|(((states, frames), logits), ws)| {
                     let _span =
                         tracing::trace_span!("micro_batch", streams = states.len()).entered();
-                    run_step(model, se_scales, states, ws, frames, logits);
+                    run_step(model, packed, se_scales, states, ws, frames, logits);
                 });
         });
         for (mut st, &s) in batch.drain(..).zip(slots) {
@@ -233,6 +275,7 @@ impl Backend for CpuBackend {
 /// time (`temporal_causal` / `cumulative_pool` with a one-slot pool: the stream's own).
 fn run_step(
     model: &Model,
+    packed: &Packed,
     se_scales: &[Vec<f32>],
     states: &mut [Box<StreamState>],
     ws: &mut Workspace,
@@ -263,45 +306,25 @@ fn run_step(
         input, b, &stem.geom, stem.cin, &stem.w, &stem.bias, stem.cout, stem.act, x,
     );
 
-    for (bi, blk) in model.blocks.iter().enumerate() {
+    for (bi, (blk, pk)) in model.blocks.iter().zip(&packed.blocks).enumerate() {
         let _span = tracing::trace_span!("block", name = %blk.name, batch = b).entered();
         let (in_px, out_px, c) = (blk.in_pixels(), blk.out_pixels(), blk.in_c);
         // residual path
-        let residual: &[f32] = match &blk.skip {
-            Skip::Identity => x,
-            Skip::Project { pool, conv } => {
-                match pool {
+        let residual: &[f32] = match (&blk.skip, &pk.skip) {
+            (Skip::Project { pool, conv }, Some(pconv)) => {
+                let src: &[f32] = match pool {
                     Some(g) => {
                         k::avg_pool2d(x, b, g, c, pooled);
-                        k::pointwise(
-                            pooled,
-                            b * out_px,
-                            c,
-                            &conv.w,
-                            conv.cout,
-                            &conv.bias,
-                            conv.act,
-                            None,
-                            skip,
-                        );
+                        pooled
                     }
-                    None => k::pointwise(
-                        x,
-                        b * out_px,
-                        c,
-                        &conv.w,
-                        conv.cout,
-                        &conv.bias,
-                        conv.act,
-                        None,
-                        skip,
-                    ),
-                }
+                    None => x,
+                };
+                conv1x1(conv, pconv, src, b * out_px, None, skip);
                 skip
             }
+            _ => x,
         };
-        let ex = &blk.expand;
-        k::pointwise(x, b * in_px, c, &ex.w, ex.cout, &ex.bias, ex.act, None, e);
+        conv1x1(&blk.expand, &pk.expand, x, b * in_px, None, e);
         let sp = &blk.spatial;
         k::depthwise2d(e, b, &sp.geom, sp.c, &sp.w, &sp.bias, sp.act, d);
         let ce = sp.c;
@@ -311,82 +334,42 @@ fn run_step(
                 for (s, st) in states.iter_mut().enumerate() {
                     let buf = &mut st.buffers[tl.buffer].data;
                     let (cur, out) = (&d[s * n..(s + 1) * n], &mut t[s * n..(s + 1) * n]);
-                    k::temporal_causal(
-                        cur,
-                        tl.pixels,
-                        tl.c,
-                        tl.kt,
-                        &tl.w,
-                        &tl.bias,
-                        tl.act,
-                        &[0],
-                        &[st.frames],
-                        buf,
-                        out,
-                    );
+                    let frames = [st.frames];
+                    k::temporal_causal(cur, tl.pixels, tl.c, tl.kt, &tl.w, &tl.bias, tl.act, &[0], &frames, buf, out);
                 }
                 t
             }
             None => d,
         };
-        if let Some(se) = &blk.se {
+        if let (Some(se), Some([preduce, pexpand])) = (&blk.se, &pk.se) {
             k::spatial_mean(f, b, out_px, ce, &se_scales[bi], mean);
             cumulative(states, se.pool, ce, mean, cum);
             for s in 0..b {
                 let row = &mut se_in[s * 2 * ce..(s + 1) * 2 * ce];
-                let (first, second) = if se.cumulative_first {
-                    (&*cum, &*mean)
-                } else {
-                    (&*mean, &*cum)
-                };
+                let (first, second) = if se.cumulative_first { (&*cum, &*mean) } else { (&*mean, &*cum) };
                 row[..ce].copy_from_slice(&first[s * ce..(s + 1) * ce]);
                 row[ce..].copy_from_slice(&second[s * ce..(s + 1) * ce]);
             }
-            let (r, x2) = (&se.reduce, &se.expand);
-            k::pointwise(se_in, b, r.cin, &r.w, r.cout, &r.bias, r.act, None, se_mid);
-            k::pointwise(
-                se_mid, b, x2.cin, &x2.w, x2.cout, &x2.bias, x2.act, None, gate,
-            );
+            conv1x1(&se.reduce, preduce, se_in, b, None, se_mid);
+            conv1x1(&se.expand, pexpand, se_mid, b, None, gate);
             k::channel_gate(f, b, out_px, ce, gate, se.gate_scale);
         }
-        let pj = &blk.project;
-        k::pointwise(
-            f,
-            b * out_px,
-            ce,
-            &pj.w,
-            pj.cout,
-            &pj.bias,
-            pj.act,
-            Some(residual),
-            x_next,
-        );
+        conv1x1(&blk.project, &pk.project, f, b * out_px, Some(residual), x_next);
         std::mem::swap(x, x_next);
     }
 
     let h = &model.head;
-    let p = &h.project;
-    k::pointwise(
-        x,
-        b * h.pixels,
-        p.cin,
-        &p.w,
-        p.cout,
-        &p.bias,
-        p.act,
-        None,
-        e,
-    );
-    k::spatial_mean(e, b, h.pixels, p.cout, &h.pool_scale, mean);
-    cumulative(states, h.pool, p.cout, mean, cum);
-    let d1 = &h.dense1;
-    k::pointwise(
-        cum, b, d1.cin, &d1.w, d1.cout, &d1.bias, d1.act, None, head_mid,
-    );
-    let d2 = &h.dense2;
-    k::pointwise(
-        head_mid, b, d2.cin, &d2.w, d2.cout, &d2.bias, d2.act, None, logits,
-    );
+    let [pproject, pdense1, pdense2] = &packed.head;
+    conv1x1(&h.project, pproject, x, b * h.pixels, None, e);
+    k::spatial_mean(e, b, h.pixels, h.project.cout, &h.pool_scale, mean);
+    cumulative(states, h.pool, h.project.cout, mean, cum);
+    conv1x1(&h.dense1, pdense1, cum, b, None, head_mid);
+    conv1x1(&h.dense2, pdense2, head_mid, b, None, logits);
+}
+
+/// One 1x1 convolution (or dense layer) over `m` rows with its packed weights.
+fn conv1x1(layer: &Pointwise, packed: &PackedWeights, x: &[f32], m: usize, residual: Option<&[f32]>, y: &mut [f32]) {
+    k::pointwise_packed(x, m, packed, &layer.bias, layer.act, residual, y);
 }
 
 /// `cumulative_pool` for each stream of a micro-batch, on its own pool `pool`.

@@ -2,7 +2,7 @@
 //! with TFLite (`benches/side_by_side.py`). N streams each replay the fixture (offset so
 //! they see different frames), one batched step per round; prints one JSON object.
 //!
-//! usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R]
+//! usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R] [--micro-batch M]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +22,7 @@ fn main() -> anyhow::Result<()> {
     let streams: usize = flag("--streams").unwrap_or(1);
     let threads: usize = flag("--threads").unwrap_or(1);
     let rounds: usize = flag("--rounds").unwrap_or(0);
+    let micro_batch: usize = flag("--micro-batch").unwrap_or(0);
     let pos: Vec<&String> = args
         .iter()
         .enumerate()
@@ -30,7 +31,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let (Some(model_path), Some(fixture)) = (pos.first(), pos.get(1)) else {
         anyhow::bail!(
-            "usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R]"
+            "usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R] [--micro-batch M]"
         );
     };
     let model = Arc::new(Model::load(&PathBuf::from(model_path))?);
@@ -39,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         model.clone(),
         &EngineConfig {
             threads,
+            micro_batch,
             ..Default::default()
         },
     )?;
