@@ -168,16 +168,18 @@ impl CpuBackend {
         self.threads
     }
 
-    /// Streams per micro-batch for a batch of `b`: enough micro-batches to keep every
-    /// thread busy, each at most `self.micro_batch` streams so activations stay in cache.
-    fn micro_batch(&self, b: usize) -> usize {
-        b.div_ceil(self.threads).clamp(1, self.micro_batch)
+    /// How a batch of `b` streams is split: `(streams per group, streams per micro-batch)`.
+    /// One group per thread (contiguous streams, one workspace each, reused micro-batch
+    /// after micro-batch so it stays hot); micro-batches of at most `self.micro_batch`.
+    fn split(&self, b: usize) -> (usize, usize) {
+        let per_group = b.div_ceil(self.threads).max(1);
+        (per_group, per_group.min(self.micro_batch).max(1))
     }
 
     /// Preallocate workspaces for batches up to `batch` streams.
     pub fn reserve_batch(&mut self, batch: usize) {
-        let mb = self.micro_batch(batch);
-        let groups = batch.div_ceil(mb);
+        let (per_group, mb) = self.split(batch);
+        let groups = batch.div_ceil(per_group);
         if self.workspaces.len() < groups {
             self.workspaces.resize_with(groups, Workspace::default);
         }
@@ -222,7 +224,7 @@ impl Backend for CpuBackend {
             return Err(EngineError::NoSession(s as u64));
         }
         self.reserve_batch(b);
-        let mb = self.micro_batch(b);
+        let (per_group, mb) = self.split(b);
         let classes = self.model.classes();
         let mut batch = std::mem::take(&mut self.batch);
         for &s in slots {
@@ -252,14 +254,17 @@ impl Backend for CpuBackend {
         pool.install(|| {
             use rayon::prelude::*;
             batch
-                .par_chunks_mut(mb)
-                .zip(frames.par_chunks(mb))
-                .zip(logits.par_chunks_mut(mb * classes))
+                .par_chunks_mut(per_group)
+                .zip(frames.par_chunks(per_group))
+                .zip(logits.par_chunks_mut(per_group * classes))
                 .zip(workspaces.par_iter_mut())
                 .for_each(|(((states, frames), logits), ws)| {
-                    let _span =
-                        tracing::trace_span!("micro_batch", streams = states.len()).entered();
-                    run_step(model, packed, se_scales, states, ws, frames, logits);
+                    for ((states, frames), logits) in
+                        states.chunks_mut(mb).zip(frames.chunks(mb)).zip(logits.chunks_mut(mb * classes))
+                    {
+                        let _span = tracing::trace_span!("micro_batch", streams = states.len()).entered();
+                        run_step(model, packed, se_scales, states, ws, frames, logits);
+                    }
                 });
         });
         for (mut st, &s) in batch.drain(..).zip(slots) {
