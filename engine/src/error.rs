@@ -46,7 +46,7 @@ pub enum EngineError {
     DuplicateSession(u64),
     #[error("batch mismatch: {0}")]
     Batch(String),
-    #[error("device {device} is not available: {why}")]
+    #[error("device {device} is not available: {why} — check the NVIDIA driver, or use --device cpu (or auto, which falls back to the CPU)")]
     DeviceUnavailable { device: String, why: String },
     #[error("backend {backend} failed: {why}")]
     Backend { backend: String, why: String },

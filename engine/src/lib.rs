@@ -37,3 +37,4 @@ pub use engine::{Engine, EngineConfig, SessionId};
 pub use error::{EngineError, Result};
 pub use labels::Labels;
 pub use model::Model;
+pub use vigil_kernels::Precision;

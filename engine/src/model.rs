@@ -1621,7 +1621,7 @@ fn describe_weights(g: &Graph<'_>) -> String {
                 (DType::F32, _) => "float32",
                 _ => continue,
             };
-            *kinds.entry(k).or_default() += 1;
+            *kinds.entry(k).or_default() += t.elements();
         }
     }
     let int8_acts = g

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use clap::{Args, Parser, Subcommand};
-use vigil_engine::{Device, Engine, EngineConfig, Labels, Model};
+use vigil_engine::{Device, Engine, EngineConfig, Labels, Model, Precision};
 
 use crate::config::WatchConfig;
 use crate::events::{softmax_into, Event, EventConfig, EventDetector};
@@ -27,7 +27,7 @@ use crate::{ingest, PipelineError, Result};
 
 /// Streaming video action recognition with causal MoViNet stream models.
 #[derive(Debug, Parser)]
-#[command(name = "vigil", version, about, long_about = None)]
+#[command(name = "vigil", version, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -65,6 +65,9 @@ pub struct EngineArgs {
     /// Worker threads for the CPU backend (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// GPU storage precision: fp16 (fp32 accumulation) or fp32 (verification mode).
+    #[arg(long, default_value = "fp16", value_parser = parse_precision)]
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -180,6 +183,14 @@ fn parse_device(s: &str) -> std::result::Result<Device, String> {
     s.parse::<Device>().map_err(|e| e.to_string())
 }
 
+fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    match s {
+        "fp16" | "f16" => Ok(Precision::F16),
+        "fp32" | "f32" => Ok(Precision::F32),
+        other => Err(format!("unknown precision {other:?} — use fp16 or fp32")),
+    }
+}
+
 fn parse_rate(s: &str) -> std::result::Result<Rate, String> {
     s.parse::<Rate>()
 }
@@ -244,6 +255,7 @@ fn make_engine(model: Arc<Model>, args: &EngineArgs) -> Result<Engine> {
         &EngineConfig {
             device: args.device,
             threads: args.threads,
+            precision: args.precision,
             ..Default::default()
         },
     )?;
