@@ -269,7 +269,6 @@ fn cuda_backend(model: &Arc<Model>, config: &EngineConfig) -> Result<Box<dyn Bac
 fn cuda_backend(_model: &Arc<Model>, _config: &EngineConfig) -> Result<Box<dyn Backend>> {
     Err(EngineError::DeviceUnavailable {
         device: "cuda".into(),
-        why: "this build has no CUDA backend (built without the `cuda` feature) — use --device cpu"
-            .into(),
+        why: "this build has no CUDA backend (built without the `cuda` feature)".into(),
     })
 }
