@@ -458,25 +458,29 @@ pub fn depthwise2d(
 }
 
 simd_dispatch! {
-    /// One output row of `depthwise2d`.
+    /// One output row of `depthwise2d`: taps outermost, so each tap is one pass over the
+    /// contiguous range of output pixels it reaches (no per-pixel bounds tests).
     fn depthwise_row(xb: &[f32], g: &Conv2dGeom, c: usize, w: &[f32], bias: &[f32], act: Activation, oy: usize, yrow: &mut [f32]) {
         let bias = &bias[..c];
-        for ox in 0..g.out_w {
-            let acc = &mut yrow[ox * c..(ox + 1) * c];
-            acc.copy_from_slice(bias);
-            for ky in 0..g.k_h {
-                let iy = (oy * g.stride + ky) as isize - g.pad_top as isize;
-                if iy < 0 || iy >= g.in_h as isize {
-                    continue;
-                }
-                for kx in 0..g.k_w {
-                    let ix = (ox * g.stride + kx) as isize - g.pad_left as isize;
-                    if ix < 0 || ix >= g.in_w as isize {
-                        continue;
-                    }
-                    let px = &xb[(iy as usize * g.in_w + ix as usize) * c..][..c];
-                    let wk = &w[(ky * g.k_w + kx) * c..][..c];
-                    for ((a, &xv), &wv) in acc.iter_mut().zip(px).zip(wk) {
+        for px in yrow.chunks_exact_mut(c) {
+            px.copy_from_slice(bias);
+        }
+        for ky in 0..g.k_h {
+            let iy = (oy * g.stride + ky) as isize - g.pad_top as isize;
+            if iy < 0 || iy >= g.in_h as isize {
+                continue;
+            }
+            let xrow = &xb[iy as usize * g.in_w * c..(iy as usize + 1) * g.in_w * c];
+            for kx in 0..g.k_w {
+                let wk = &w[(ky * g.k_w + kx) * c..][..c];
+                // output columns whose input column ox*s + kx - pad_left is inside the row
+                let lo = g.pad_left.saturating_sub(kx).div_ceil(g.stride);
+                let hi = ((g.in_w + g.pad_left).saturating_sub(kx)).div_ceil(g.stride).min(g.out_w);
+                for ox in lo..hi {
+                    let ix = ox * g.stride + kx - g.pad_left;
+                    let src = &xrow[ix * c..(ix + 1) * c];
+                    let dst = &mut yrow[ox * c..(ox + 1) * c];
+                    for ((a, &xv), &wv) in dst.iter_mut().zip(src).zip(wk) {
                         *a += wv * xv;
                     }
                 }
