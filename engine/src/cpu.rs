@@ -5,7 +5,7 @@
 //! convolutions are GEMMs over the micro-batch's pixels, depthwise and pooling kernels
 //! split output rows across whatever threads are idle (see `vigil_kernels::cpu`). Small
 //! micro-batches keep activations in cache; one stream alone still uses every thread.
-//! State stays in the [`SlotPool`] (the batch's boxes are moved out for the step and put
+//! State stays in the [`SlotPool`] (the batch's states are moved out for the step and put
 //! back); activations live in one [`Workspace`] per concurrent micro-batch, sized on
 //! first use, so a warm step allocates nothing.
 
@@ -96,7 +96,11 @@ impl Packed {
                     se: b.se.as_ref().map(|se| [pack(&se.reduce), pack(&se.expand)]),
                 })
                 .collect(),
-            head: [pack(&model.head.project), pack(&model.head.dense1), pack(&model.head.dense2)],
+            head: [
+                pack(&model.head.project),
+                pack(&model.head.dense1),
+                pack(&model.head.dense2),
+            ],
         }
     }
 }
@@ -115,7 +119,7 @@ pub struct CpuBackend {
     workspaces: Vec<Workspace>,
     micro_batch: usize,
     /// the batch's states, moved out of the pool for one step (capacity reused)
-    batch: Vec<Box<StreamState>>,
+    batch: Vec<StreamState>,
     sizes: ActivationSizes,
     packed: Packed,
     /// `1 / pixels` per channel for each SE block's spatial mean
@@ -259,10 +263,13 @@ impl Backend for CpuBackend {
                 .zip(logits.par_chunks_mut(per_group * classes))
                 .zip(workspaces.par_iter_mut())
                 .for_each(|(((states, frames), logits), ws)| {
-                    for ((states, frames), logits) in
-                        states.chunks_mut(mb).zip(frames.chunks(mb)).zip(logits.chunks_mut(mb * classes))
+                    for ((states, frames), logits) in states
+                        .chunks_mut(mb)
+                        .zip(frames.chunks(mb))
+                        .zip(logits.chunks_mut(mb * classes))
                     {
-                        let _span = tracing::trace_span!("micro_batch", streams = states.len()).entered();
+                        let _span =
+                            tracing::trace_span!("micro_batch", streams = states.len()).entered();
                         run_step(model, packed, se_scales, states, ws, frames, logits);
                     }
                 });
@@ -282,7 +289,7 @@ fn run_step(
     model: &Model,
     packed: &Packed,
     se_scales: &[Vec<f32>],
-    states: &mut [Box<StreamState>],
+    states: &mut [StreamState],
     ws: &mut Workspace,
     frames: &[&[u8]],
     logits: &mut [f32],
@@ -340,7 +347,19 @@ fn run_step(
                     let buf = &mut st.buffers[tl.buffer].data;
                     let (cur, out) = (&d[s * n..(s + 1) * n], &mut t[s * n..(s + 1) * n]);
                     let frames = [st.frames];
-                    k::temporal_causal(cur, tl.pixels, tl.c, tl.kt, &tl.w, &tl.bias, tl.act, &[0], &frames, buf, out);
+                    k::temporal_causal(
+                        cur,
+                        tl.pixels,
+                        tl.c,
+                        tl.kt,
+                        &tl.w,
+                        &tl.bias,
+                        tl.act,
+                        &[0],
+                        &frames,
+                        buf,
+                        out,
+                    );
                 }
                 t
             }
@@ -351,7 +370,11 @@ fn run_step(
             cumulative(states, se.pool, ce, mean, cum);
             for s in 0..b {
                 let row = &mut se_in[s * 2 * ce..(s + 1) * 2 * ce];
-                let (first, second) = if se.cumulative_first { (&*cum, &*mean) } else { (&*mean, &*cum) };
+                let (first, second) = if se.cumulative_first {
+                    (&*cum, &*mean)
+                } else {
+                    (&*mean, &*cum)
+                };
                 row[..ce].copy_from_slice(&first[s * ce..(s + 1) * ce]);
                 row[ce..].copy_from_slice(&second[s * ce..(s + 1) * ce]);
             }
@@ -359,7 +382,14 @@ fn run_step(
             conv1x1(&se.expand, pexpand, se_mid, b, None, gate);
             k::channel_gate(f, b, out_px, ce, gate, se.gate_scale);
         }
-        conv1x1(&blk.project, &pk.project, f, b * out_px, Some(residual), x_next);
+        conv1x1(
+            &blk.project,
+            &pk.project,
+            f,
+            b * out_px,
+            Some(residual),
+            x_next,
+        );
         std::mem::swap(x, x_next);
     }
 
@@ -373,18 +403,19 @@ fn run_step(
 }
 
 /// One 1x1 convolution (or dense layer) over `m` rows with its packed weights.
-fn conv1x1(layer: &Pointwise, packed: &PackedWeights, x: &[f32], m: usize, residual: Option<&[f32]>, y: &mut [f32]) {
+fn conv1x1(
+    layer: &Pointwise,
+    packed: &PackedWeights,
+    x: &[f32],
+    m: usize,
+    residual: Option<&[f32]>,
+    y: &mut [f32],
+) {
     k::pointwise_packed(x, m, packed, &layer.bias, layer.act, residual, y);
 }
 
 /// `cumulative_pool` for each stream of a micro-batch, on its own pool `pool`.
-fn cumulative(
-    states: &mut [Box<StreamState>],
-    pool: usize,
-    c: usize,
-    mean: &[f32],
-    cum: &mut [f32],
-) {
+fn cumulative(states: &mut [StreamState], pool: usize, c: usize, mean: &[f32], cum: &mut [f32]) {
     for (s, st) in states.iter_mut().enumerate() {
         let range = s * c..(s + 1) * c;
         k::cumulative_pool(

@@ -357,7 +357,10 @@ impl Model {
 
     /// The per-stream activation buffer sizes one step needs.
     pub fn activation_sizes(&self) -> ActivationSizes {
-        let mut s = ActivationSizes { input: self.frame_bytes(), ..Default::default() };
+        let mut s = ActivationSizes {
+            input: self.frame_bytes(),
+            ..Default::default()
+        };
         s.x = self.stem.geom.out_pixels() * self.stem.cout;
         for b in &self.blocks {
             s.x = s.x.max(b.out_pixels() * b.out_c());
@@ -1586,7 +1589,7 @@ fn per_channel_constant(v: &[f32], c: usize) -> Option<Vec<f32>> {
     if v.len() == 1 {
         return Some(vec![v[0]; c]);
     }
-    if c == 0 || v.len() % c != 0 {
+    if c == 0 || !v.len().is_multiple_of(c) {
         return None;
     }
     let first = &v[..c];
@@ -1629,7 +1632,7 @@ fn describe_weights(g: &Graph<'_>) -> String {
         .iter()
         .any(|t| t.data.is_none() && t.dtype == DType::I8);
     let mut v: Vec<_> = kinds.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|k| std::cmp::Reverse(k.1));
     let main = v.first().map(|k| k.0).unwrap_or("float32");
     match (main, int8_acts) {
         ("int8", true) => {

@@ -7,8 +7,9 @@
 //!   channel sum; the frame count is [`StreamState::frames`], shared by all layers since
 //!   they advance together.
 //! - [`StreamState`]: all of one stream's buffers and pools.
-//! - [`SlotPool`]: the CPU backend's slots, one boxed [`StreamState`] each. A step moves
-//!   the batch's boxes out (pointer moves, no copy), runs, and puts them back.
+//! - [`SlotPool`]: the CPU backend's slots, one [`StreamState`] each. A step moves the
+//!   batch's states out (their buffers stay where they are: only the small headers move),
+//!   runs, and puts them back.
 //!
 //! A session is one slot; opening or resetting it zeroes its state.
 
@@ -78,7 +79,7 @@ impl StreamState {
 /// Slots of stream states, `None` where no session is open.
 #[derive(Debug, Default)]
 pub struct SlotPool {
-    slots: Vec<Option<Box<StreamState>>>,
+    slots: Vec<Option<StreamState>>,
 }
 
 impl SlotPool {
@@ -87,7 +88,7 @@ impl SlotPool {
         if slot >= self.slots.len() {
             self.slots.resize_with(slot + 1, || None);
         }
-        self.slots[slot] = Some(Box::new(StreamState::new(model)));
+        self.slots[slot] = Some(StreamState::new(model));
     }
 
     /// Zero an open slot; false when the slot is not open.
@@ -113,12 +114,12 @@ impl SlotPool {
     }
 
     /// Move a slot's state out for a step.
-    pub fn take(&mut self, slot: usize) -> Option<Box<StreamState>> {
+    pub fn take(&mut self, slot: usize) -> Option<StreamState> {
         self.slots.get_mut(slot).and_then(Option::take)
     }
 
     /// Put a state back after a step.
-    pub fn put(&mut self, slot: usize, state: Box<StreamState>) {
+    pub fn put(&mut self, slot: usize, state: StreamState) {
         self.slots[slot] = Some(state);
     }
 }

@@ -62,7 +62,7 @@ fn corrupted_bytes_never_panic() {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            let i = (seed as usize) % b.len().min(65536).max(1);
+            let i = (seed as usize) % b.len().clamp(1, 65536);
             b[i] ^= (seed >> 32) as u8 | 1;
         }
         // Ok is possible (a flipped weight byte); the point is: no panic

@@ -114,7 +114,15 @@ simd_dispatch! {
 }
 
 #[inline(always)]
-fn conv2d_row_n<const N: usize>(xb: &[f32], g: &Conv2dGeom, cin: usize, w: &[f32], bias: &[f32], oy: usize, yrow: &mut [f32]) {
+fn conv2d_row_n<const N: usize>(
+    xb: &[f32],
+    g: &Conv2dGeom,
+    cin: usize,
+    w: &[f32],
+    bias: &[f32],
+    oy: usize,
+    yrow: &mut [f32],
+) {
     let bias: [f32; N] = std::array::from_fn(|j| bias[j]);
     for (ox, out) in yrow.chunks_exact_mut(N).enumerate().take(g.out_w) {
         let mut acc = bias;
@@ -143,7 +151,16 @@ fn conv2d_row_n<const N: usize>(xb: &[f32], g: &Conv2dGeom, cin: usize, w: &[f32
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn conv2d_row_any(xb: &[f32], g: &Conv2dGeom, cin: usize, w: &[f32], bias: &[f32], cout: usize, oy: usize, yrow: &mut [f32]) {
+fn conv2d_row_any(
+    xb: &[f32],
+    g: &Conv2dGeom,
+    cin: usize,
+    w: &[f32],
+    bias: &[f32],
+    cout: usize,
+    oy: usize,
+    yrow: &mut [f32],
+) {
     for ox in 0..g.out_w {
         let acc = &mut yrow[ox * cout..(ox + 1) * cout];
         acc.copy_from_slice(&bias[..cout]);
@@ -207,6 +224,7 @@ pub fn pointwise(
         let (rt, ct) = (tile / col_tiles, tile % col_tiles);
         let (r0, c0) = (rt * rows, ct * cols);
         let (mr, nc) = (rows.min(m - r0), cols.min(n - c0));
+        #[allow(clippy::redundant_locals)] // capture the Send wrapper, not its raw-pointer field
         let yp = yp;
         // Prefill the tile with bias (+ residual when no activation sits between).
         let fuse_residual = act == Activation::None;
@@ -289,7 +307,12 @@ impl PackedWeights {
                 panels[(p * k + kk) * PANEL + jj] = w[j * k + kk];
             }
         }
-        PackedWeights { k, n, panels, plain: w[..n * k].to_vec() }
+        PackedWeights {
+            k,
+            n,
+            panels,
+            plain: w[..n * k].to_vec(),
+        }
     }
 }
 
@@ -328,43 +351,57 @@ pub fn pointwise_packed(
         let per = np.div_ceil(panel_tiles);
         let panel_tiles = np.div_ceil(per);
         let yp = SendPtr(y.as_mut_ptr());
-        (0..row_tiles * panel_tiles).into_par_iter().for_each(|tile| {
-            let (rt, pt) = (tile / panel_tiles, tile % panel_tiles);
-            let (r0, r1) = (rt * rows, ((rt + 1) * rows).min(m));
-            let (p0, p1) = (pt * per, ((pt + 1) * per).min(np));
-            let yp = yp;
-            for p in p0..p1 {
-                let c0 = p * PANEL;
-                let nc = PANEL.min(n - c0);
-                let mut b16 = [0.0f32; PANEL];
-                b16[..nc].copy_from_slice(&bias[c0..c0 + nc]);
-                let panel = &pw.panels[p * k * PANEL..(p + 1) * k * PANEL];
-                let mut r = r0;
-                while r < r1 {
-                    let mr = 6.min(r1 - r);
-                    // SAFETY: AVX2 + FMA are present (checked above); rows r..r+mr of x
-                    // hold k values each (x.len() >= m * k); the panel holds k * 16
-                    // values; y rows r..r+mr, columns c0..c0+nc lie in y (len >= m * n)
-                    // and belong to this task's tile only.
-                    unsafe {
-                        avx2::tile(mr, x.as_ptr().add(r * k), k, panel.as_ptr(), &b16, yp.0.add(r * n + c0), n, nc);
+        (0..row_tiles * panel_tiles)
+            .into_par_iter()
+            .for_each(|tile| {
+                let (rt, pt) = (tile / panel_tiles, tile % panel_tiles);
+                let (r0, r1) = (rt * rows, ((rt + 1) * rows).min(m));
+                let (p0, p1) = (pt * per, ((pt + 1) * per).min(np));
+                #[allow(clippy::redundant_locals)]
+                // capture the Send wrapper, not its raw-pointer field
+                let yp = yp;
+                for p in p0..p1 {
+                    let c0 = p * PANEL;
+                    let nc = PANEL.min(n - c0);
+                    let mut b16 = [0.0f32; PANEL];
+                    b16[..nc].copy_from_slice(&bias[c0..c0 + nc]);
+                    let panel = &pw.panels[p * k * PANEL..(p + 1) * k * PANEL];
+                    let mut r = r0;
+                    while r < r1 {
+                        let mr = 6.min(r1 - r);
+                        // SAFETY: AVX2 + FMA are present (checked above); rows r..r+mr of x
+                        // hold k values each (x.len() >= m * k); the panel holds k * 16
+                        // values; y rows r..r+mr, columns c0..c0+nc lie in y (len >= m * n)
+                        // and belong to this task's tile only.
+                        unsafe {
+                            avx2::tile(
+                                mr,
+                                x.as_ptr().add(r * k),
+                                k,
+                                panel.as_ptr(),
+                                &b16,
+                                yp.0.add(r * n + c0),
+                                n,
+                                nc,
+                            );
+                        }
+                        r += mr;
                     }
-                    r += mr;
                 }
-            }
-            // epilogue on this tile: activation, then the residual
-            for i in r0..r1 {
-                let (c0, c1) = (p0 * PANEL, (p1 * PANEL).min(n));
-                // SAFETY: row i, columns c0..c1 of y belong to this tile only.
-                let yrow = unsafe { std::slice::from_raw_parts_mut(yp.0.add(i * n + c0), c1 - c0) };
-                act.apply_slice(yrow);
-                if let Some(r) = residual {
-                    for (v, &rv) in yrow.iter_mut().zip(&r[i * n + c0..i * n + c1]) {
-                        *v += rv;
+                // epilogue on this tile: activation, then the residual
+                for i in r0..r1 {
+                    let (c0, c1) = (p0 * PANEL, (p1 * PANEL).min(n));
+                    // SAFETY: row i, columns c0..c1 of y belong to this tile only.
+                    let yrow =
+                        unsafe { std::slice::from_raw_parts_mut(yp.0.add(i * n + c0), c1 - c0) };
+                    act.apply_slice(yrow);
+                    if let Some(r) = residual {
+                        for (v, &rv) in yrow.iter_mut().zip(&r[i * n + c0..i * n + c1]) {
+                            *v += rv;
+                        }
                     }
                 }
-            }
-        });
+            });
         return;
     }
     pointwise(x, m, k, &pw.plain, n, bias, act, residual, y);
@@ -382,7 +419,16 @@ mod avx2 {
     /// floats with row stride `ldy`; `mr <= 6`, `nc <= 16`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile(mr: usize, x: *const f32, k: usize, panel: *const f32, bias: &[f32; 16], y: *mut f32, ldy: usize, nc: usize) {
+    pub unsafe fn tile(
+        mr: usize,
+        x: *const f32,
+        k: usize,
+        panel: *const f32,
+        bias: &[f32; 16],
+        y: *mut f32,
+        ldy: usize,
+        nc: usize,
+    ) {
         // SAFETY: forwarded from this function's contract.
         unsafe {
             match mr {
@@ -399,7 +445,15 @@ mod avx2 {
     /// # Safety
     /// As [`tile`] with `mr = R`.
     #[inline(always)]
-    unsafe fn tile_n<const R: usize>(x: *const f32, k: usize, panel: *const f32, bias: &[f32; 16], y: *mut f32, ldy: usize, nc: usize) {
+    unsafe fn tile_n<const R: usize>(
+        x: *const f32,
+        k: usize,
+        panel: *const f32,
+        bias: &[f32; 16],
+        y: *mut f32,
+        ldy: usize,
+        nc: usize,
+    ) {
         // SAFETY: all pointer offsets stay inside the ranges the caller vouches for:
         // x rows i < R, columns kk < k; panel rows kk < k, 16 columns; y rows i < R,
         // columns < nc (a full 16-wide store only when nc == 16).
@@ -760,10 +814,22 @@ mod tests {
     fn pointwise_packed_matches_pointwise() {
         let mut r = Rng(17);
         for pool in pools() {
-            for &(m, k, n) in &[(1, 480, 2048), (3, 2048, 7), (7396, 8, 24), (37, 5, 3), (1849, 80, 32), (36, 344, 104), (7, 33, 17)] {
+            for &(m, k, n) in &[
+                (1, 480, 2048),
+                (3, 2048, 7),
+                (7396, 8, 24),
+                (37, 5, 3),
+                (1849, 80, 32),
+                (36, 344, 104),
+                (7, 33, 17),
+            ] {
                 for (ai, &act) in ACTS.iter().enumerate() {
                     let (x, w, bias) = (r.vec(m * k), r.vec(n * k), r.vec(n));
-                    let res = if ai % 2 == 0 { Some(r.vec(m * n)) } else { None };
+                    let res = if ai % 2 == 0 {
+                        Some(r.vec(m * n))
+                    } else {
+                        None
+                    };
                     let packed = PackedWeights::pack(&w, n, k);
                     let mut want = vec![f32::NAN; m * n];
                     let mut got = vec![f32::NAN; m * n];
@@ -773,7 +839,10 @@ mod tests {
                     });
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                         let tol = 1e-5 * (1.0 + (k as f32).sqrt()) * (1.0 + w.abs());
-                        assert!((g - w).abs() <= tol, "packed m{m} k{k} n{n} {act:?} [{i}]: {g} vs {w}");
+                        assert!(
+                            (g - w).abs() <= tol,
+                            "packed m{m} k{k} n{n} {act:?} [{i}]: {g} vs {w}"
+                        );
                     }
                 }
             }
