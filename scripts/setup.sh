@@ -31,7 +31,7 @@ fi
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 if [ ! -d "$site/nvidia/cuda_nvrtc/lib" ] || [ ! -d "$site/nvidia/cuda_runtime/include" ]; then
   echo "setup: installing NVRTC wheels"
-  "$venv/bin/pip" install -q --disable-pip-version-check nvidia-cuda-nvrtc-cu12 nvidia-cuda-runtime-cu12
+  "$venv/bin/pip" install -q --disable-pip-version-check nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-runtime-cu12==12.9.79
 fi
 cat > "$root/target/vigil-env.sh" <<ENV
 # written by scripts/setup.sh
