@@ -25,7 +25,8 @@ pub struct Frame {
     pub pts_ns: u64,
     /// Index of this frame among the frames the resampler kept (gaps = drops).
     pub seq: u64,
-    /// When the frame reached the appsink (start of the latency measurement).
+    /// Start of the latency measurement: the capture time (by the pipeline clock) for a
+    /// live source, the moment the frame reached the appsink for a file.
     pub arrived: Instant,
     /// Connection generation: changes when the source reconnected or looped.
     pub generation: u64,

@@ -1,6 +1,6 @@
 //! The ingest benchmark behind `vigil bench --ingest SOURCE`: how fast one process decodes,
-//! resamples and converts a video, and (with a model) the latency from a frame reaching
-//! the appsink to its label. Produces an [`IngestReport`].
+//! resamples and converts a video, and (with a model) the latency from a frame (its
+//! capture for live sources, its arrival at the appsink for files) to its label. Produces an [`IngestReport`].
 //!
 //! Files are decoded as fast as possible and restarted at their end until the time is up,
 //! so short clips measure steady-state throughput. CPU time comes from `/proc/self/stat`,
@@ -87,7 +87,7 @@ impl std::fmt::Display for IngestReport {
         if self.frames_inferred > 0 {
             write!(
                 f,
-                "  latency appsink→label   p50 {} ms, p99 {} ms ({} frames)",
+                "  latency frame→label     p50 {} ms, p99 {} ms ({} frames)",
                 opt(self.latency_ms_p50, 2),
                 opt(self.latency_ms_p99, 2),
                 self.frames_inferred

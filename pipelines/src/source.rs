@@ -21,7 +21,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
-use crate::frame_ring::FrameRing;
+use crate::frame_ring::{DropPolicy, FrameRing};
 use crate::resample::{AtomicResampler, Rate};
 use crate::{PipelineError, Result};
 
@@ -725,6 +725,7 @@ pub fn install_frame_path(
         });
 
     let size = (ring.frame_bytes() / 3).isqrt();
+    let live = ring.policy() == DropPolicy::DropOldest;
     let mut info: Option<(gst::Caps, gst_video::VideoInfo)> = None;
     let mut seq = 0u64;
     built.appsink.set_callbacks(
@@ -759,7 +760,16 @@ pub fn install_frame_path(
                 }
                 frame.pts_ns = buffer.pts().map(|t| t.nseconds()).unwrap_or(0);
                 frame.seq = seq;
-                frame.arrived = Instant::now();
+                // Latency starts at capture: for a live source, how long ago the
+                // pipeline clock passed this buffer's running time (its PTS); a file
+                // has no capture time, so its latency starts here.
+                let now = Instant::now();
+                frame.arrived = match live {
+                    true => capture_delay(sink, &sample, buffer)
+                        .and_then(|d| now.checked_sub(d))
+                        .unwrap_or(now),
+                    false => now,
+                };
                 frame.generation = generation;
                 seq += 1;
                 ring.publish(frame);
@@ -767,6 +777,23 @@ pub fn install_frame_path(
             })
             .build(),
     );
+}
+
+/// How long ago (by the pipeline clock) a live buffer was captured: clock time now minus
+/// base time plus the buffer's running time. `None` when any part is unknown, or the
+/// result is implausible (negative, or more than a minute).
+fn capture_delay(
+    sink: &gst_app::AppSink,
+    sample: &gst::Sample,
+    buffer: &gst::BufferRef,
+) -> Option<std::time::Duration> {
+    use gst::prelude::*;
+    let clock = sink.clock()?;
+    let base = sink.base_time()?;
+    let segment = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
+    let running = segment.to_running_time(buffer.pts()?)?;
+    let delay = clock.time().checked_sub(base.checked_add(running)?)?;
+    (delay.seconds() < 60).then(|| std::time::Duration::from_nanos(delay.nseconds()))
 }
 
 /// Copy an RGB `size` x `size` video buffer into a tightly packed destination, row by
