@@ -772,9 +772,24 @@ mod tests {
         Activation::Swish,
     ];
 
-    #[test]
-    fn pointwise_matches_naive_gemm() {
-        let mut r = Rng(7);
+    /// Every GEMM case both pointwise tests run: shapes from the model (tall, short,
+    /// M = 1 dense layers) and odd ones, each activation, with and without a residual.
+    #[allow(clippy::type_complexity)]
+    fn gemm_cases(
+        seed: u64,
+        mut check: impl FnMut(
+            &rayon::ThreadPool,
+            usize,
+            usize,
+            usize,
+            Activation,
+            &[f32],
+            &[f32],
+            &[f32],
+            Option<&[f32]>,
+        ),
+    ) {
+        let mut r = Rng(seed);
         for pool in pools() {
             for &(m, k, n) in &[
                 (1, 480, 2048),
@@ -783,70 +798,55 @@ mod tests {
                 (130, 24, 8),
                 (37, 5, 3),
                 (1849, 80, 32),
+                (36, 344, 104),
+                (7, 33, 17),
             ] {
                 for (ai, &act) in ACTS.iter().enumerate() {
                     let (x, w, bias) = (r.vec(m * k), r.vec(n * k), r.vec(n));
-                    let res = if ai % 2 == 0 {
-                        Some(r.vec(m * n))
-                    } else {
-                        None
-                    };
-                    let mut y = vec![f32::NAN; m * n];
-                    pool.install(|| pointwise(&x, m, k, &w, n, &bias, act, res.as_deref(), &mut y));
-                    let mut want = vec![0.0; m * n];
-                    for i in 0..m {
-                        for j in 0..n {
-                            let mut a = bias[j] as f64;
-                            for kk in 0..k {
-                                a += x[i * k + kk] as f64 * w[j * k + kk] as f64;
-                            }
-                            want[i * n + j] =
-                                act.apply(a as f32) + res.as_ref().map_or(0.0, |r| r[i * n + j]);
-                        }
-                    }
-                    close(&y, &want, &format!("pointwise m{m} k{k} n{n} {act:?}"));
+                    let res = (ai % 2 == 0).then(|| r.vec(m * n));
+                    check(&pool, m, k, n, act, &x, &w, &bias, res.as_deref());
                 }
             }
         }
     }
 
     #[test]
-    fn pointwise_packed_matches_pointwise() {
-        let mut r = Rng(17);
-        for pool in pools() {
-            for &(m, k, n) in &[
-                (1, 480, 2048),
-                (3, 2048, 7),
-                (7396, 8, 24),
-                (37, 5, 3),
-                (1849, 80, 32),
-                (36, 344, 104),
-                (7, 33, 17),
-            ] {
-                for (ai, &act) in ACTS.iter().enumerate() {
-                    let (x, w, bias) = (r.vec(m * k), r.vec(n * k), r.vec(n));
-                    let res = if ai % 2 == 0 {
-                        Some(r.vec(m * n))
-                    } else {
-                        None
-                    };
-                    let packed = PackedWeights::pack(&w, n, k);
-                    let mut want = vec![f32::NAN; m * n];
-                    let mut got = vec![f32::NAN; m * n];
-                    pool.install(|| {
-                        pointwise(&x, m, k, &w, n, &bias, act, res.as_deref(), &mut want);
-                        pointwise_packed(&x, m, &packed, &bias, act, res.as_deref(), &mut got);
-                    });
-                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        let tol = 1e-5 * (1.0 + (k as f32).sqrt()) * (1.0 + w.abs());
-                        assert!(
-                            (g - w).abs() <= tol,
-                            "packed m{m} k{k} n{n} {act:?} [{i}]: {g} vs {w}"
-                        );
+    fn pointwise_matches_naive_gemm() {
+        gemm_cases(7, |pool, m, k, n, act, x, w, bias, res| {
+            let mut y = vec![f32::NAN; m * n];
+            pool.install(|| pointwise(x, m, k, w, n, bias, act, res, &mut y));
+            let mut want = vec![0.0; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    let mut a = bias[j] as f64;
+                    for kk in 0..k {
+                        a += x[i * k + kk] as f64 * w[j * k + kk] as f64;
                     }
+                    want[i * n + j] = act.apply(a as f32) + res.map_or(0.0, |r| r[i * n + j]);
                 }
             }
-        }
+            close(&y, &want, &format!("pointwise m{m} k{k} n{n} {act:?}"));
+        });
+    }
+
+    #[test]
+    fn pointwise_packed_matches_pointwise() {
+        gemm_cases(17, |pool, m, k, n, act, x, w, bias, res| {
+            let packed = PackedWeights::pack(w, n, k);
+            let mut want = vec![f32::NAN; m * n];
+            let mut got = vec![f32::NAN; m * n];
+            pool.install(|| {
+                pointwise(x, m, k, w, n, bias, act, res, &mut want);
+                pointwise_packed(x, m, &packed, bias, act, res, &mut got);
+            });
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                let tol = 1e-5 * (1.0 + (k as f32).sqrt()) * (1.0 + w.abs());
+                assert!(
+                    (g - w).abs() <= tol,
+                    "packed m{m} k{k} n{n} {act:?} [{i}]: {g} vs {w}"
+                );
+            }
+        });
     }
 
     fn naive_window(
