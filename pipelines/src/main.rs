@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vigil_pipelines::cli::{self, Cli};
+use vigil_pipelines::PipelineError;
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
@@ -32,6 +33,12 @@ fn run(args: Cli) -> anyhow::Result<ExitCode> {
     match cli::run(args) {
         Ok(outcome) if outcome.failed_streams > 0 => Ok(ExitCode::from(2)),
         Ok(_) => Ok(ExitCode::SUCCESS),
+        // the reader went away (`vigil … | head`): stop quietly, as Unix tools do
+        Err(PipelineError::Output { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
         Err(e) if e.is_user_error() => {
             // one line per error, whatever the wrapped message looks like
             let msg = e
