@@ -11,33 +11,11 @@ fn arm_wrestling_in_a_batch_of_17_equals_single_stream() {
     let m = model(K600);
     let fx = fixture("k600__arm_wrestling_5fps.safetensors");
     let other = fixture("k600__carving_ice_172.safetensors");
-    let c = m.classes();
     let mut single = engine(&m, 0);
     let alone = run_single(&mut single, &fx);
 
     let mut e = engine(&m, 0);
-    let sessions: Vec<_> = (0..17).map(|_| e.open_session().unwrap()).collect();
-    let mut logits = vec![f32::NAN; 17 * c];
-    let mut worst = 0.0f64;
-    for i in 0..fx.len() {
-        // stream 5 gets the fixture; the others get carving-ice frames at various offsets
-        let frames: Vec<&[u8]> = (0..17)
-            .map(|s| {
-                if s == 5 {
-                    fx.frame(i)
-                } else {
-                    other.frame((i * 3 + s * 7) % other.len())
-                }
-            })
-            .collect();
-        e.step(&sessions, &frames, &mut logits).unwrap();
-        let err = rel_l2(&logits[5 * c..6 * c], &alone[i * c..(i + 1) * c]);
-        worst = worst.max(err);
-        assert!(
-            err <= 1e-5,
-            "frame {i}: batched vs single relative error {err:.3e}"
-        );
-    }
+    let (_, worst) = batch_of_17(&mut e, &fx, &other, &alone, 1e-5);
     eprintln!("batch of 17: worst relative error {worst:.2e}");
 }
 

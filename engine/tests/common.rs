@@ -67,3 +67,40 @@ pub fn run_single(engine: &mut Engine, fx: &Fixture) -> Vec<f32> {
     engine.close_session(s).expect("close");
     out
 }
+
+/// Run `fx` as stream 5 of a batch of 17 (the others fed `other` at various offsets) and
+/// check every frame's logits against `alone` (the single-stream run) to `bound`.
+/// Returns the batch's sessions and the worst relative error.
+pub fn batch_of_17(
+    engine: &mut Engine,
+    fx: &Fixture,
+    other: &Fixture,
+    alone: &[f32],
+    bound: f64,
+) -> (Vec<vigil_engine::SessionId>, f64) {
+    let c = engine.classes();
+    let sessions: Vec<_> = (0..17)
+        .map(|_| engine.open_session().expect("session"))
+        .collect();
+    let mut logits = vec![f32::NAN; 17 * c];
+    let mut worst = 0.0f64;
+    for i in 0..fx.len() {
+        let frames: Vec<&[u8]> = (0..17)
+            .map(|s| {
+                if s == 5 {
+                    fx.frame(i)
+                } else {
+                    other.frame((i * 3 + s * 7) % other.len())
+                }
+            })
+            .collect();
+        engine.step(&sessions, &frames, &mut logits).expect("step");
+        let err = rel_l2(&logits[5 * c..6 * c], &alone[i * c..(i + 1) * c]);
+        worst = worst.max(err);
+        assert!(
+            err <= bound,
+            "frame {i}: batched vs single relative error {err:.3e}"
+        );
+    }
+    (sessions, worst)
+}

@@ -98,22 +98,7 @@ fn cuda_batch_invariance_and_slot_reuse() {
     let other = fixture("k600__carving_ice_172.safetensors");
     let c = m.classes();
     let alone = run_single(&mut e, &fx);
-    let sessions: Vec<_> = (0..17).map(|_| e.open_session().unwrap()).collect();
-    let mut logits = vec![f32::NAN; 17 * c];
-    for i in 0..fx.len() {
-        let frames: Vec<&[u8]> = (0..17)
-            .map(|s| {
-                if s == 5 {
-                    fx.frame(i)
-                } else {
-                    other.frame((i * 3 + s * 7) % other.len())
-                }
-            })
-            .collect();
-        e.step(&sessions, &frames, &mut logits).unwrap();
-        let err = rel_l2(&logits[5 * c..6 * c], &alone[i * c..(i + 1) * c]);
-        assert!(err <= 1e-5, "frame {i}: batched vs single {err:.3e}");
-    }
+    let (sessions, _) = batch_of_17(&mut e, &fx, &other, &alone, 1e-5);
     // a reused slot starts from zero state
     e.close_session(sessions[3]).unwrap();
     let fresh = e.open_session().unwrap();
