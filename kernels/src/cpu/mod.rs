@@ -1,0 +1,35 @@
+//! CPU twins: the float32 reference kernels of a batched causal MoViNet step.
+//!
+//! Each function here is one kernel contract; the CUDA kernel of the same name computes
+//! the same thing (fp16 storage / fp32 accumulation, or fp32 in verification mode) and is
+//! tested against it. Work is split with rayon over output rows (and, for small matrices,
+//! output columns), so these run in whatever pool the caller installs; a one-thread pool
+//! runs them sequentially. Nothing here allocates.
+//!
+//! Layouts: activations `[B, H, W, C]` (or `[B, P, C]` with `P = H * W`), C contiguous;
+//! state pools `[slots, ...]` indexed by the batch's slot numbers; `t` = frames the stream
+//! has already processed (0 for its first frame).
+//!
+//! One module per kernel family, like the `.cu` files: [`preprocess`], [`conv2d`],
+//! [`pointwise`], [`window2d`], [`temporal`], [`reduce`]; [`tasks`] and [`isa`] hold how
+//! work is split across threads and instruction sets.
+
+mod isa;
+mod tasks;
+
+pub mod conv2d;
+pub mod pointwise;
+pub mod preprocess;
+pub mod reduce;
+pub mod temporal;
+pub mod window2d;
+
+#[cfg(test)]
+mod test_util;
+
+pub use conv2d::conv2d;
+pub use pointwise::{pointwise, pointwise_packed, PackedWeights, PANEL};
+pub use preprocess::preprocess_u8;
+pub use reduce::{channel_gate, cumulative_pool, spatial_mean};
+pub use temporal::temporal_causal;
+pub use window2d::{avg_pool2d, depthwise2d};

@@ -1,0 +1,21 @@
+//! How the CPU twins split work across rayon tasks: [`task_rows`] sizes row blocks for
+//! the caller's pool, [`SendPtr`] hands disjoint output tiles to tasks.
+
+/// Pointer wrapper to hand disjoint output tiles to rayon tasks.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: only used to write disjoint tiles of one output buffer, see `pointwise`.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above; tasks never touch the same element.
+unsafe impl Sync for SendPtr {}
+
+/// How many tasks to aim for per worker thread (load balance vs. scheduling cost).
+pub(crate) const TASKS_PER_THREAD: usize = 4;
+
+pub(crate) fn task_rows(total: usize, min_rows: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    total
+        .div_ceil(threads * TASKS_PER_THREAD)
+        .max(min_rows)
+        .max(1)
+}
