@@ -317,6 +317,24 @@ fn report(model: &Model, precision: Precision, peaks: &DevicePeaks, args: &Args)
     // what bounds the step
     out += "\nThe node that bounds each step (largest modelled time):\n\n";
     for s in &bounds {
+        let at_floor = s
+            .nodes
+            .iter()
+            .filter(|t| t.bound == Bound::Overhead)
+            .count();
+        if 2.0 * s.time_bound_by(Bound::Overhead) > s.nodes_s {
+            out += &format!(
+                "- batch {}: node overhead dominates — {at_floor} of {} nodes take no longer \
+                 than the assumed {} µs floor ({} µs of the {} µs of nodes); fewer nodes \
+                 (fusion) lift it most\n",
+                s.batch,
+                nodes.len(),
+                peaks.node_floor_s * 1e6,
+                us(s.time_bound_by(Bound::Overhead)),
+                us(s.nodes_s)
+            );
+            continue;
+        }
         if let Some((n, t)) = nodes
             .iter()
             .zip(&s.nodes)
