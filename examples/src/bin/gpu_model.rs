@@ -297,6 +297,22 @@ fn report(model: &Model, precision: Precision, peaks: &DevicePeaks, args: &Args)
         bounds.push(s);
     }
 
+    if let Some(s) = bounds.last() {
+        let (tensor, cuda) = nodes.iter().fold((0.0, 0.0), |(t, c), n| {
+            let (nt, nc) = n.issued_flops_split(s.batch);
+            (t + nt, c + nc)
+        });
+        let (t_s, c_s) = (tensor / peaks.tensor_f16_flops, cuda / peaks.cuda_f32_flops);
+        out += &format!(
+            "\nAt batch {}, all arithmetic at peak would take {} µs ({} µs on tensor cores, {} µs \
+             on CUDA cores): {:.0}% of the modelled step.\n",
+            s.batch,
+            us(t_s + c_s),
+            us(t_s),
+            us(c_s),
+            100.0 * (t_s + c_s) / s.step_s
+        );
+    }
     let per_out = |ns: &[StepNode]| ns.iter().map(StepNode::stream_bytes).sum::<f64>();
     let work = |ns: &[StepNode]| ns.iter().map(|n| n.flops).sum::<f64>();
     out += &format!(
