@@ -305,14 +305,14 @@ pub fn markdown_table(reports: &[ResourceReport]) -> String {
     let Some(first) = reports.first() else {
         return s;
     };
-    for (row, k) in first.kernels.iter().enumerate() {
+    for k in &first.kernels {
         let name = &k.resources.name;
         let block = k
             .occupancy
             .map_or("?".to_string(), |o| o.block_threads.to_string());
         let smem: Vec<String> = reports
             .iter()
-            .filter_map(|r| r.kernels.get(row))
+            .filter_map(|r| r.kernels.iter().find(|k| &k.resources.name == name))
             .map(|k| k.resources.shared_bytes.to_string())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
