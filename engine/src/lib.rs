@@ -17,6 +17,8 @@
 //!   slot pool, fp16 storage with fp32 accumulation (or fp32), CUDA graphs per batch bucket.
 //! - [`labels::Labels`], [`fixture::Fixture`] — label files and reference fixtures.
 //! - [`bench`] — the step benchmark behind `vigil bench`.
+//! - [`roofline`] — a GPU performance MODEL of the CUDA step (datasheet roofline, per
+//!   layer and kernel), behind the `gpu_model` example; never a measurement.
 //! - [`EngineError`] — the one error type of this crate.
 
 pub mod backend;
@@ -29,6 +31,7 @@ pub mod error;
 pub mod fixture;
 pub mod labels;
 pub mod model;
+pub mod roofline;
 pub mod session;
 pub mod tflite;
 
