@@ -81,6 +81,15 @@ impl GraphCache {
         self.buckets.iter().copied().find(|&n| n >= b)
     }
 
+    /// The most padding rows any bucket can have (0 without graphs).
+    pub(super) fn max_padding(&self) -> usize {
+        self.buckets
+            .iter()
+            .map(|&b| self.padding(b))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The most padding rows a batch in bucket `n` can have: the gap to the bucket below.
     pub(super) fn padding(&self, n: usize) -> usize {
         let below = self.buckets.iter().copied().filter(|&b| b < n).max();
@@ -154,6 +163,7 @@ mod tests {
         assert_eq!(c.padding(1), 0);
         assert_eq!(c.padding(10), 1);
         assert_eq!(c.padding(4096), 511);
+        assert_eq!(c.max_padding(), 511);
         for b in 1..=4096 {
             let n = c.bucket(b).expect("bucket");
             assert!(n - b <= c.padding(n), "batch {b} in bucket {n}");

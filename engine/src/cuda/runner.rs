@@ -193,15 +193,21 @@ impl<T: Storage> Runner<T> {
         }
         let bucket = self.graphs.bucket(b);
         let n = bucket.unwrap_or(b);
+        // Growth doubles (up to what the largest bucket needs), so streams joining one by
+        // one reallocate a logarithmic number of times, not at every new bucket.
         if let Some(nb) = bucket {
             // scratch slots for the padding rows of this bucket
             let pad = self.graphs.padding(nb);
-            if pad > self.slots.scratch_slots() {
-                self.grow(self.slots.engine_slots(), pad)?;
+            let have = self.slots.scratch_slots();
+            if pad > have {
+                let most = self.graphs.max_padding();
+                self.grow(self.slots.engine_slots(), pad.max(2 * have).min(most))?;
             }
         }
         if n > self.ws.batch {
-            self.ws = Workspace::new(&self.ctx, &self.stream, n, &self.plan).map_err(kernel_err)?;
+            let size = n.max(2 * self.ws.batch).min(self.max_batch.max(n));
+            self.ws =
+                Workspace::new(&self.ctx, &self.stream, size, &self.plan).map_err(kernel_err)?;
             // captured graphs hold the old workspace addresses
             self.graphs.clear();
         }
