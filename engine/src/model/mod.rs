@@ -24,7 +24,7 @@ use vigil_kernels::{Activation, Conv2dGeom};
 pub mod import;
 pub mod summary;
 
-pub use summary::{LayerSummary, ModelSummary};
+pub use summary::{LayerSummary, ModelSummary, PlanSummary};
 
 /// Which kind of MoViNet export this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

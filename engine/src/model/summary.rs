@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::{Model, Skip, Variant};
+use crate::plan::Plan;
 
 /// What `vigil inspect` prints.
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +22,17 @@ pub struct ModelSummary {
     pub mflops_per_frame: f64,
     pub state_values_per_stream: usize,
     pub state_bytes_per_stream: usize,
+    /// the lowered plan: ops one step runs, activation values one stream of a batch
+    /// needs (`None` if the model does not lower: `Plan::lower` says why)
+    pub plan: Option<PlanSummary>,
+}
+
+/// The size of a model's [`crate::plan::Plan`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PlanSummary {
+    pub ops: usize,
+    pub buffers: usize,
+    pub workspace_values_per_stream: usize,
 }
 
 /// One row of the summary's layer table.
@@ -110,6 +122,11 @@ impl Model {
             mflops_per_frame: self.flops_per_frame() / 1e6,
             state_values_per_stream: self.state_values(),
             state_bytes_per_stream: self.state_values() * 4,
+            plan: Plan::lower(self).ok().map(|p| PlanSummary {
+                ops: p.steps().len(),
+                buffers: p.buffers().len(),
+                workspace_values_per_stream: p.workspace_values(),
+            }),
         }
     }
 }
@@ -141,6 +158,15 @@ impl std::fmt::Display for ModelSummary {
             self.state_values_per_stream,
             self.state_bytes_per_stream as f64 / 1e6
         )?;
+        if let Some(p) = &self.plan {
+            writeln!(
+                f,
+                "plan       {} ops per step over {} buffers, workspace {:.2} MB per stream (f32)",
+                p.ops,
+                p.buffers,
+                p.workspace_values_per_stream as f64 * 4.0 / 1e6
+            )?;
+        }
         writeln!(f, "layers ({}):", self.layers.len())?;
         for l in &self.layers {
             writeln!(
