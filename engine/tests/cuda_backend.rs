@@ -1,18 +1,20 @@
 //! The CUDA backend against the CPU backend on a small synthetic model that has every
 //! layer kind (stem, temporal, SE with fused gate, pooled/projected and identity skips,
-//! head); several steps over shuffled slot subsets, with graphs and without. Ignored by
-//! default (no GPU on CI yet); without a GPU they skip with a printed notice.
+//! head); several steps over shuffled slot subsets, with graphs and without; what a step
+//! issues (launches, copies, host↔device bytes) against the plan. The GPU tests are
+//! ignored by default (no GPU on CI yet) and skip with a printed notice without one.
 #![cfg(feature = "cuda")]
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use vigil_engine::cpu::CpuBackend;
-use vigil_engine::cuda::{CudaBackend, CudaConfig};
+use vigil_engine::cuda::{CudaBackend, CudaConfig, StepNodes, StepStats};
 use vigil_engine::model::{
     Block, Depthwise, Head, Model, Pointwise, Skip, SqueezeExcite, Stem, StreamBufferShape,
     Temporal, Variant,
 };
+use vigil_engine::plan::{Op, Plan};
 use vigil_engine::Backend;
 use vigil_kernels::cuda as kc;
 use vigil_kernels::{Activation, Conv2dGeom, Precision};
@@ -223,4 +225,87 @@ fn cuda_f32_matches_cpu_eager() {
 #[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn cuda_f16_matches_cpu() {
     compare(Precision::F16, vec![1, 2, 4, 8], 5e-2);
+}
+
+/// What a step issues follows from the plan: one launch per op, two device copies per
+/// `concat` (graph or eager alike); host→device carries every row's frame, slot index and
+/// frame count, device→host only the batch's logits.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
+fn cuda_step_stats_follow_the_plan() {
+    if let Err(why) = kc::driver_available() {
+        eprintln!("SKIP: no CUDA driver/GPU ({why})");
+        return;
+    }
+    let model = Arc::new(tiny_model());
+    let plan = Plan::lower(&model).expect("lower");
+    let concats = plan
+        .steps()
+        .iter()
+        .filter(|s| matches!(s.op, Op::Concat { .. }))
+        .count();
+    let want_nodes = StepNodes {
+        kernels: plan.steps().len() - concats,
+        copies: 2 * concats,
+    };
+    for (buckets, graph) in [(Some(vec![1, 2, 4, 8]), true), (Some(Vec::new()), false)] {
+        let cfg = CudaConfig {
+            precision: Precision::F32,
+            graph_buckets: buckets,
+            ..Default::default()
+        };
+        let mut gpu = CudaBackend::new(model.clone(), &cfg).expect("cuda backend");
+        assert!(gpu.last_step().is_none());
+        for s in 0..3 {
+            gpu.open_slot(s).expect("open");
+        }
+        let fb = model.frame_bytes();
+        let frames = vec![vec![7u8; fb]; 3];
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        let mut logits = vec![0f32; 3 * model.classes()];
+        gpu.step(&[0, 1, 2], &refs, &mut logits).expect("step");
+        let st = gpu.last_step().expect("stats");
+        let rows = if graph { 4 } else { 3 };
+        assert_eq!(
+            st,
+            StepStats {
+                batch: 3,
+                rows,
+                graph,
+                nodes: want_nodes,
+                host_to_device_bytes: rows * (fb + 4 + 8),
+                device_to_host_bytes: 3 * model.classes() * 4,
+            }
+        );
+    }
+}
+
+/// The synthetic model above lowers into a valid plan and runs on the CPU (no GPU
+/// needed), so a failure of the GPU tests is the CUDA backend's.
+#[test]
+fn tiny_model_lowers_and_runs_on_the_cpu() {
+    let model = Arc::new(tiny_model());
+    let plan = Plan::lower(&model).expect("lower");
+    let kernels: Vec<&str> = plan.steps().iter().map(|s| s.op.kernel()).collect();
+    for k in [
+        "preprocess_u8",
+        "conv2d",
+        "avg_pool2d",
+        "pointwise",
+        "depthwise2d",
+        "temporal_causal",
+        "spatial_mean",
+        "cumulative_pool",
+        "concat",
+    ] {
+        assert!(kernels.contains(&k), "the tiny model exercises {k}");
+    }
+    let mut cpu = CpuBackend::new(model.clone(), 2, 0).expect("cpu backend");
+    cpu.open_slot(0).expect("open");
+    let frame = vec![100u8; model.frame_bytes()];
+    let mut logits = vec![f32::NAN; model.classes()];
+    for _ in 0..3 {
+        cpu.step(&[0], &[&frame], &mut logits).expect("step");
+        assert!(logits.iter().all(|v| v.is_finite()), "{logits:?}");
+    }
 }
