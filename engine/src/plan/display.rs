@@ -93,10 +93,11 @@ impl fmt::Display for Plan {
         let weights: usize = self.weights.iter().map(|w| w.values.len()).sum();
         writeln!(
             f,
-            "plan: {} ops, {} buffers ({} values per stream), {} weights ({} values), {:.1} MFLOPs per frame",
+            "plan: {} ops, {} buffers ({} values per stream; {} live at most), {} weights ({} values), {:.1} MFLOPs per frame",
             self.steps.len(),
             self.buffers.len(),
             self.workspace_values(),
+            self.peak_live_values(),
             self.weights.len(),
             weights,
             self.flops_per_frame() / 1e6

@@ -519,6 +519,34 @@ impl Plan {
         }
         r
     }
+
+    /// The most activation values per stream live at once: at each op, the values it
+    /// reads and writes plus every value written earlier and read later. What a workspace
+    /// that shared memory between values by liveness would need (the role buffers of
+    /// [`Plan::workspace_values`] keep each role in its own buffer instead).
+    pub fn peak_live_values(&self) -> usize {
+        // each op's output value lives from the op to its last read
+        let mut last_read: Vec<usize> = (0..self.steps.len()).collect();
+        let mut writer: Vec<Option<usize>> = vec![None; self.buffers.len()];
+        for (i, s) in self.steps.iter().enumerate() {
+            for &(x, _) in s.op.inputs().iter().flatten() {
+                if let Some(w) = writer[x.0] {
+                    last_read[w] = i;
+                }
+            }
+            writer[s.op.output().0 .0] = Some(i);
+        }
+        let sizes: Vec<usize> = self.steps.iter().map(|s| s.op.output().1).collect();
+        (0..self.steps.len())
+            .map(|i| {
+                (0..=i)
+                    .filter(|&w| last_read[w] >= i)
+                    .map(|w| sizes[w])
+                    .sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// Read access to every buffer of a backend's list except the op's output.

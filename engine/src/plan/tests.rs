@@ -120,6 +120,14 @@ fn buffers_are_sized_by_their_largest_value_and_all_live() {
         let last = plan.steps().len() - 1;
         assert_eq!(live[plan.logits().index()], Some((last, last)));
         assert_eq!(plan.buffer(plan.logits()).elements, m.classes());
+        // sharing by liveness could not do better than the peak of live values
+        let peak = plan.peak_live_values();
+        assert!(peak <= plan.workspace_values(), "{file}");
+        assert!(peak >= plan.buffers().iter().map(|b| b.elements).max().unwrap_or(0));
+        eprintln!(
+            "{file}: workspace {} values per stream, peak live {peak}",
+            plan.workspace_values()
+        );
         // role buffers: a handful, not one per layer
         assert!(
             plan.buffers().len() <= 16,
