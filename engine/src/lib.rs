@@ -7,6 +7,9 @@
 //! - [`Model`] — a MoViNet stream model imported from an official streaming TFLite
 //!   export ([`tflite`] parses the flatbuffer, [`model`] recognises stem, blocks, skips,
 //!   squeeze-excitation and head from the op graph and dequantizes the weights once).
+//! - [`Plan`] — the model lowered once into a flat list of ops over named activation
+//!   buffers ([`plan`]); the CPU backend, the CUDA backend and the GPU performance model
+//!   each walk it with one exhaustive `match`, so they cannot drift apart.
 //! - [`Engine`] — owns a [`Backend`] and a slot pool of per-stream sessions; one
 //!   [`Engine::step`] advances one frame for each of B sessions at once.
 //! - [`session`] — what a stream carries: [`session::StreamBuffer`] rings for the causal
@@ -31,13 +34,15 @@ pub mod error;
 pub mod fixture;
 pub mod labels;
 pub mod model;
+pub mod plan;
 pub mod roofline;
 pub mod session;
 pub mod tflite;
 
-pub use backend::{Backend, Device};
+pub use backend::{Backend, Device, DEFAULT_CPU_MAX_BATCH, DEFAULT_CUDA_MAX_BATCH};
 pub use engine::{Engine, EngineConfig, SessionId};
 pub use error::{EngineError, Result};
 pub use labels::Labels;
 pub use model::Model;
+pub use plan::Plan;
 pub use vigil_kernels::Precision;
