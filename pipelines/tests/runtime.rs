@@ -196,6 +196,14 @@ fn slow_subscriber_loses_records_and_never_slows_inference() {
     );
     assert!(slow.lost() >= labels as u64 - 2, "lost {}", slow.lost());
     assert_eq!(slow.pending(), 2);
+    let m = rt.metrics();
+    assert_eq!(
+        m.batch_size.count, labels as u64,
+        "one step per frame of one stream"
+    );
+    assert_eq!(m.frame_latency_seconds.count, labels as u64);
+    assert!(m.step_seconds.sum > 0.0 && m.steps == labels as u64);
+    assert_eq!((m.streams, m.sessions), (1, 0));
     rt.shutdown().unwrap();
     // after shutdown: what was buffered, then the end
     assert!(slow.recv().is_some() && slow.recv().is_some());

@@ -36,7 +36,9 @@
 //!   stream of the same name starts from zero state), [`Runtime::stream`] /
 //!   [`Runtime::streams`] ([`StreamInfo`]: name, masked uri, status, fps, frames, dropped,
 //!   reconnects, latest top-k, last error), [`Runtime::snapshot`] (the latest delivered
-//!   frame; frames are copied only while snapshots are being asked for).
+//!   frame; frames are copied only while snapshots are being asked for),
+//!   [`Runtime::metrics`] ([`MetricsSnapshot`]: step duration, batch size and frame
+//!   latency histograms, for Prometheus).
 //! - [`Runtime::subscribe`] ([`SubscriptionOptions`]: record kinds, one stream or all,
 //!   capacity, [`Overflow`] policy) → a [`Subscription`] of [`RuntimeEvent`]s: labels per
 //!   frame, event start/end, status changes, periodic stats, end of stream. A slow
@@ -57,6 +59,7 @@
 //! steps the engine, and publishes records. Control calls reach the worker through a
 //! bounded command channel and wake it; queries read atomics (and a seqlock for top-k).
 
+pub mod metrics;
 pub mod record;
 pub mod snapshot;
 pub mod stream;
@@ -74,6 +77,7 @@ use crossbeam::sync::{Parker, Unparker};
 use parking_lot::{Condvar, Mutex};
 use vigil_engine::{Engine, Labels};
 
+pub use metrics::{HistogramSnapshot, MetricsSnapshot};
 pub use record::{
     EndRecord, EventRecord, LabelRecord, RecordKind, RuntimeEvent, StatsRecord, StatusRecord, TopK,
     MAX_TOP,
@@ -146,6 +150,7 @@ pub(crate) struct Shared {
     live_ring: usize,
     file_ring: usize,
     pub(crate) sessions: AtomicUsize,
+    pub(crate) metrics: metrics::RuntimeMetrics,
     pub(crate) device: String,
     idle_lock: Mutex<()>,
     idle: Condvar,
@@ -259,6 +264,7 @@ impl Runtime {
             live_ring: options.live_ring.max(1),
             file_ring: options.file_ring.max(1),
             sessions: AtomicUsize::new(0),
+            metrics: Default::default(),
             device,
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
@@ -312,6 +318,13 @@ impl Runtime {
     /// Engine sessions open now (one per stream being processed).
     pub fn sessions(&self) -> usize {
         self.shared().sessions.load(Ordering::Relaxed)
+    }
+
+    /// Step duration, batch size and frame latency histograms, steps, sessions, streams.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let shared = self.shared();
+        let streams = shared.streams.lock().len();
+        shared.metrics.snapshot(self.sessions(), streams)
     }
 
     /// Add a stream and start it. Errors: a duplicate or invalid name, a stopped

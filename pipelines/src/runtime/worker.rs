@@ -461,6 +461,7 @@ impl Worker {
         if self.logits.len() < n * classes {
             self.logits.resize(n * classes, 0.0); // grows to the largest batch once
         }
+        let started = Instant::now();
         if let Some(engine) = self.engine.as_mut() {
             let mut refs = rebind(std::mem::take(&mut self.refs));
             refs.extend(self.held.iter().map(|f| f.data()));
@@ -468,6 +469,11 @@ impl Worker {
             self.refs = rebind(refs);
             r?;
         }
+        let metrics = &self.shared.metrics;
+        metrics
+            .step_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.batch_size.observe(n as f64);
         let want_logits = self.subscribers.iter().any(|s| s.options.logits);
         let want_labels = self
             .subscribers
@@ -494,6 +500,11 @@ impl Worker {
                 TopK::default()
             };
             entry.top.store(&top);
+            let latency = arrived.elapsed();
+            self.shared
+                .metrics
+                .frame_latency_seconds
+                .observe(latency.as_secs_f64());
             if entry.snapshot.wanted() {
                 entry.snapshot.offer(&self.held[k]);
             }
@@ -508,7 +519,7 @@ impl Worker {
                     seq,
                     pts_ns,
                     ts: now,
-                    latency: arrived.elapsed(),
+                    latency,
                     top,
                     logits: (want_logits && classes > 0)
                         .then(|| Arc::from(&self.logits[logits_range])),
