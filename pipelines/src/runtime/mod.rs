@@ -494,7 +494,7 @@ impl Runtime {
     /// `false` when `timeout` passed first.
     pub fn wait_idle(&self, timeout: Option<Duration>) -> bool {
         let shared = self.shared();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let busy = shared
                 .streams

@@ -104,7 +104,8 @@ impl SnapshotSlot {
     pub(crate) fn take(&self, stream: &str, size: usize, timeout: Duration) -> Option<Snapshot> {
         let until = self.now_ms() + KEEP_FRESH.as_millis() as u64;
         self.wanted_until_ms.fetch_max(until, Ordering::Relaxed);
-        let deadline = Instant::now() + timeout;
+        // an absurd timeout (Duration::MAX) is capped, not an overflow
+        let deadline = Instant::now() + timeout.min(Duration::from_secs(3600));
         let mut c = self.copy.lock();
         let start_version = c.version;
         loop {

@@ -556,7 +556,9 @@ impl Worker {
     /// Hand a record to every subscriber that wants it; drop the ones that are gone.
     fn publish(&mut self, ev: RuntimeEvent) {
         let kind = ev.kind();
-        let give_up = self.draining_since.map(|t| t + self.shared.drain_timeout);
+        let give_up = self
+            .draining_since
+            .and_then(|t| t.checked_add(self.shared.drain_timeout));
         let mut gone = false;
         for s in &self.subscribers {
             if !s.wants(kind, ev.stream()) {
