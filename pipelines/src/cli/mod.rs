@@ -4,7 +4,7 @@
 //!
 //! Subcommands: `inspect` (model summary), `classify` (fixture or sources to the end),
 //! `watch` (long-running, events, reconnects, status lines), `bench` (engine step
-//! benchmark, or `--ingest` decode throughput). [`streams`] runs a set of streams on a
+//! benchmark, or `--ingest` decode throughput). `streams` runs a set of streams on a
 //! runtime with a writer thread and the process's signal handling.
 
 mod streams;
@@ -124,7 +124,7 @@ pub struct StreamArgs {
 #[derive(Debug, Args)]
 pub struct ClassifyArgs {
     /// Sources: a .safetensors fixture, video files, file://, rtsp://, v4l2:///dev/videoN,
-    /// test:[pattern=ball,fps=30,…], gst:<fragment producing raw video>.
+    /// test:[pattern=ball,fps=30,…], gst:FRAGMENT (a GStreamer fragment producing raw video).
     #[arg(required = true)]
     pub sources: Vec<String>,
     #[command(flatten)]
@@ -139,7 +139,7 @@ pub struct ClassifyArgs {
 pub struct WatchArgs {
     /// Sources (as for classify); with --config, added to the configured streams.
     pub sources: Vec<String>,
-    /// cameras.toml with [[stream]] entries (name, uri, fps, enter, exit, smoothing,
+    /// cameras.toml with `[[stream]]` entries (name, uri, fps, enter, exit, smoothing,
     /// min_duration, labels); its relative paths are relative to the file.
     #[arg(long)]
     pub config: Option<PathBuf>,

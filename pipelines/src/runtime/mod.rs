@@ -55,7 +55,7 @@
 //! ## Inside
 //! Each stream has an ingest thread ([`crate::reconnect::run_stream`]: GStreamer
 //! pipeline, reconnects) feeding a lock-free [`FrameRing`]; the worker
-//! ([`worker`]) batches ready frames across streams with the [`crate::scheduler::Planner`],
+//! (`worker`) batches ready frames across streams with the [`crate::scheduler::Planner`],
 //! steps the engine, and publishes records. Control calls reach the worker through a
 //! bounded command channel and wake it; queries read atomics (and a seqlock for top-k).
 

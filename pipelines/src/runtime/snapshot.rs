@@ -1,5 +1,5 @@
 //! The latest delivered frame of a stream, on request: [`Snapshot`] and the per-stream
-//! [`SnapshotSlot`] behind [`super::Runtime::snapshot`].
+//! `SnapshotSlot` behind [`super::Runtime::snapshot`].
 //!
 //! Nothing is copied for nobody: the worker copies a delivered frame into the slot only
 //! while a snapshot was asked for in the last few seconds ([`KEEP_FRESH`]), and only when

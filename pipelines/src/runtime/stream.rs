@@ -1,6 +1,6 @@
 //! One stream inside a runtime: [`StreamSetup`] (what to add), [`StreamInfo`] (what a
 //! status query returns) and the state shared between the caller's threads, the
-//! stream's ingest thread and the worker ([`StreamEntry`], with [`TopBoard`], a seqlock
+//! stream's ingest thread and the worker (`StreamEntry`, with `TopBoard`, a seqlock
 //! holding the latest top classes so queries never take a lock the worker needs).
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
