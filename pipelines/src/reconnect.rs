@@ -136,11 +136,11 @@ fn ingest_loop(ctx: &StreamCtx) {
         ctx.status
             .set_phase(StreamPhase::Reconnecting, Some(error.to_string()));
         tracing::warn!(error = %error, backoff_ms = backoff.as_millis() as u64, "stream lost; reconnecting");
-        let until = Instant::now() + backoff;
+        let until = Instant::now() + backoff.min(Duration::from_secs(3600));
         while Instant::now() < until && !ctx.stop.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(25));
         }
-        backoff = (backoff * 2).min(ctx.opts.backoff_max);
+        backoff = backoff.saturating_mul(2).min(ctx.opts.backoff_max);
     }
 }
 

@@ -331,7 +331,7 @@ fn credentials_never_printed() {
     let r = run_vigil(
         &[
             "classify",
-            &format!("rtsp://admin:s3cret@127.0.0.1:99999/cam"),
+            "rtsp://admin:s3cret@127.0.0.1:99999/cam",
             "--model",
             &model,
         ],

@@ -86,14 +86,18 @@ const ELEMENTS: &[&str] = &[
 ];
 
 fn random_source(rng: &mut Rng) -> String {
-    if rng.next() % 2 == 0 {
+    if rng.next().is_multiple_of(2) {
         let n = rng.next() % 4;
         let opts: Vec<String> = (0..n)
             .map(|_| format!("{}={}", rng.pick(KEYS), rng.pick(VALUES)))
             .collect();
         format!(
             "test:{}",
-            opts.join(if rng.next() % 5 == 0 { "&" } else { "," })
+            opts.join(if rng.next().is_multiple_of(5) {
+                "&"
+            } else {
+                ","
+            })
         )
     } else {
         let n = 1 + rng.next() % 2;
@@ -167,7 +171,7 @@ fn fuzzed_sources_end_or_fail_on_a_running_runtime() {
         },
         ..Default::default()
     });
-    let mut rng = Rng(0x0DDB_A11_5EED);
+    let mut rng = Rng(0x00DD_BA11_5EED);
     let mut ran = 0;
     let mut k = 0;
     while ran < 8 && k < 2000 {
