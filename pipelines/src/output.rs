@@ -126,10 +126,7 @@ impl Output {
             Format::Jsonl => {
                 let rec = FixtureFrame {
                     frame: index,
-                    top: TopView {
-                        top: &self.top,
-                        labels: &self.labels,
-                    },
+                    top: top_view(&self.top, &self.labels),
                     logits: self.with_logits.then_some(logits),
                 };
                 serde_json::to_writer(&mut self.line, &rec).map_err(json_err)?;
@@ -156,10 +153,7 @@ impl Output {
                     stream: None,
                     frames: frames as u64,
                     dropped: None,
-                    top: TopView {
-                        top: &self.top,
-                        labels: &self.labels,
-                    },
+                    top: top_view(&self.top, &self.labels),
                     status: None,
                     error: None,
                     interrupted: None,
@@ -322,10 +316,7 @@ impl Output {
                     stream: Some(&r.stream),
                     frames: r.frames,
                     dropped: Some(r.dropped),
-                    top: TopView {
-                        top: &self.top,
-                        labels: &self.labels,
-                    },
+                    top: top_view(&self.top, &self.labels),
                     status: (r.phase != StreamPhase::Ended).then(|| r.phase.as_str()),
                     error: r.error.as_deref(),
                     interrupted: partial.is_some().then_some(true),
@@ -522,7 +513,7 @@ pub fn write_json(
                 stream: Some(&r.stream),
                 frames: r.frames,
                 dropped: Some(r.dropped),
-                top: TopView { top: &top, labels },
+                top: top_view(&top, labels),
                 status: (r.phase != StreamPhase::Ended).then(|| r.phase.as_str()),
                 error: r.error.as_deref(),
                 interrupted: partial.is_some().then_some(true),
@@ -546,10 +537,7 @@ fn write_label_json(
         seq: r.seq,
         pts_ms: round3(r.pts_ns as f64 / 1e6),
         ts,
-        top: TopKView {
-            top: &r.top,
-            labels,
-        },
+        top: topk_view(&r.top, labels),
         latency_ms: round3(r.latency.as_secs_f64() * 1e3),
         logits: if with_logits {
             r.logits.as_deref()
@@ -637,35 +625,37 @@ fn write_top_text(line: &mut Vec<u8>, top: &[(usize, f32)], labels: &Labels) {
 
 /// Serializes top-k `(index, score)` pairs as `[{"label","index","score"}]` without
 /// building intermediate values.
-struct TopView<'a> {
-    top: &'a [(usize, f32)],
+struct TopView<'a, I> {
+    top: I,
     labels: &'a Labels,
 }
 
-impl Serialize for TopView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.top.len()))?;
-        for &(index, score) in self.top {
-            seq.serialize_element(&TopJson {
-                label: self.labels.name(index),
-                index,
-                score,
-            })?;
-        }
-        seq.end()
+/// A [`TopView`] over a slice of pairs.
+fn top_view<'a>(
+    top: &'a [(usize, f32)],
+    labels: &'a Labels,
+) -> TopView<'a, impl Iterator<Item = (usize, f32)> + Clone + 'a> {
+    TopView {
+        top: top.iter().copied(),
+        labels,
     }
 }
 
-/// [`TopView`] over a [`TopK`].
-struct TopKView<'a> {
+/// A [`TopView`] over a [`TopK`].
+fn topk_view<'a>(
     top: &'a TopK,
     labels: &'a Labels,
+) -> TopView<'a, impl Iterator<Item = (usize, f32)> + Clone + 'a> {
+    TopView {
+        top: top.iter(),
+        labels,
+    }
 }
 
-impl Serialize for TopKView<'_> {
+impl<I: Iterator<Item = (usize, f32)> + Clone> Serialize for TopView<'_, I> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.top.len()))?;
-        for (index, score) in self.top.iter() {
+        let mut seq = s.serialize_seq(None)?;
+        for (index, score) in self.top.clone() {
             seq.serialize_element(&TopJson {
                 label: self.labels.name(index),
                 index,
@@ -693,20 +683,22 @@ impl Serialize for TopJson<'_> {
 }
 
 #[derive(Serialize)]
-struct FixtureFrame<'a> {
+#[serde(bound = "")]
+struct FixtureFrame<'a, I: Iterator<Item = (usize, f32)> + Clone> {
     frame: usize,
-    top: TopView<'a>,
+    top: TopView<'a, I>,
     #[serde(skip_serializing_if = "Option::is_none")]
     logits: Option<&'a [f32]>,
 }
 
 #[derive(Serialize)]
-struct StreamFrame<'a> {
+#[serde(bound = "")]
+struct StreamFrame<'a, I: Iterator<Item = (usize, f32)> + Clone> {
     stream: &'a str,
     seq: u64,
     pts_ms: f64,
     ts: &'a str,
-    top: TopKView<'a>,
+    top: TopView<'a, I>,
     latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     logits: Option<&'a [f32]>,
@@ -751,7 +743,8 @@ struct StatsJson<'a> {
 }
 
 #[derive(Serialize)]
-struct FinalJson<'a> {
+#[serde(bound = "")]
+struct FinalJson<'a, I: Iterator<Item = (usize, f32)> + Clone> {
     #[serde(rename = "final")]
     is_final: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -759,7 +752,7 @@ struct FinalJson<'a> {
     frames: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     dropped: Option<u64>,
-    top: TopView<'a>,
+    top: TopView<'a, I>,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -20,31 +20,41 @@ use gstreamer_video as gst_video;
 use crate::source::{Aspect, RtspTransport, SourceKind, SourceSpec, StreamOptions};
 use crate::{PipelineError, Result};
 
+/// The error for property `name` of `obj`.
+fn prop_error(obj: &impl IsA<glib::Object>, name: &str, why: String) -> PipelineError {
+    PipelineError::Property {
+        element: obj.as_ref().type_().name().to_string(),
+        property: name.to_string(),
+        why,
+    }
+}
+
+/// The spec of property `name`, if `obj` has it.
+fn find_pspec(obj: &impl IsA<glib::Object>, name: &str) -> Result<glib::ParamSpec> {
+    obj.find_property(name)
+        .ok_or_else(|| prop_error(obj, name, "no such property".into()))
+}
+
 /// Set `name` on `obj`, or say why it cannot be set (never panics).
 pub fn set_prop(obj: &impl IsA<glib::Object>, name: &str, value: impl ToValue) -> Result<()> {
     let value = value.to_value();
-    let element = obj.as_ref().type_().name();
-    let bad = |why: String| PipelineError::Property {
-        element: element.to_string(),
-        property: name.to_string(),
-        why,
-    };
-    let pspec = obj
-        .find_property(name)
-        .ok_or_else(|| bad("no such property".into()))?;
-    if !pspec.flags().contains(glib::ParamFlags::WRITABLE)
+    let pspec = find_pspec(obj, name)?;
+    let why = if !pspec.flags().contains(glib::ParamFlags::WRITABLE)
         || pspec.flags().contains(glib::ParamFlags::CONSTRUCT_ONLY)
     {
-        return Err(bad("not writable".into()));
-    }
-    if !value.type_().is_a(pspec.value_type()) {
-        return Err(bad(format!(
+        Some("not writable".to_string())
+    } else if !value.type_().is_a(pspec.value_type()) {
+        Some(format!(
             "expects {}, got {}",
             pspec.value_type(),
             value.type_()
-        )));
+        ))
+    } else {
+        check_range(&pspec, &value).err()
+    };
+    if let Some(why) = why {
+        return Err(prop_error(obj, name, why));
     }
-    check_range(&pspec, &value).map_err(bad)?;
     obj.set_property_from_value(name, &value);
     Ok(())
 }
@@ -62,57 +72,23 @@ fn check_range(pspec: &glib::ParamSpec, value: &glib::Value) -> std::result::Res
             Ok(())
         }
     }
-    if let (Some(p), Ok(v)) = (
-        pspec.downcast_ref::<glib::ParamSpecInt>(),
-        value.get::<i32>(),
-    ) {
-        return within(v, p.minimum(), p.maximum());
+    macro_rules! range_of {
+        ($($spec:ident: $t:ty),*) => {$(
+            if let (Some(p), Ok(v)) = (pspec.downcast_ref::<glib::$spec>(), value.get::<$t>()) {
+                return within(v, p.minimum(), p.maximum());
+            }
+        )*};
     }
-    if let (Some(p), Ok(v)) = (
-        pspec.downcast_ref::<glib::ParamSpecUInt>(),
-        value.get::<u32>(),
-    ) {
-        return within(v, p.minimum(), p.maximum());
-    }
-    if let (Some(p), Ok(v)) = (
-        pspec.downcast_ref::<glib::ParamSpecInt64>(),
-        value.get::<i64>(),
-    ) {
-        return within(v, p.minimum(), p.maximum());
-    }
-    if let (Some(p), Ok(v)) = (
-        pspec.downcast_ref::<glib::ParamSpecUInt64>(),
-        value.get::<u64>(),
-    ) {
-        return within(v, p.minimum(), p.maximum());
-    }
-    if let (Some(p), Ok(v)) = (
-        pspec.downcast_ref::<glib::ParamSpecDouble>(),
-        value.get::<f64>(),
-    ) {
-        return within(v, p.minimum(), p.maximum());
-    }
-    if let (Some(p), Ok(v)) = (
-        pspec.downcast_ref::<glib::ParamSpecFloat>(),
-        value.get::<f32>(),
-    ) {
-        return within(v, p.minimum(), p.maximum());
-    }
+    range_of!(ParamSpecInt: i32, ParamSpecUInt: u32, ParamSpecInt64: i64,
+              ParamSpecUInt64: u64, ParamSpecDouble: f64, ParamSpecFloat: f32);
     Ok(())
 }
 
 /// Set `name` from its string form (enum nicks such as `pattern=ball`, numbers), or say
 /// why not; an unknown enum value lists the valid ones.
 pub fn set_prop_str(obj: &impl IsA<glib::Object>, name: &str, text: &str) -> Result<()> {
-    let element = obj.as_ref().type_().name();
-    let bad = |why: String| PipelineError::Property {
-        element: element.to_string(),
-        property: name.to_string(),
-        why,
-    };
-    let pspec = obj
-        .find_property(name)
-        .ok_or_else(|| bad("no such property".into()))?;
+    let bad = |why: String| prop_error(obj, name, why);
+    let pspec = find_pspec(obj, name)?;
     if let Some(class) = glib::EnumClass::with_type(pspec.value_type()) {
         let value = class
             .value_by_nick(text)

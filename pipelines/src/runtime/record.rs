@@ -66,7 +66,7 @@ impl TopK {
     }
 
     /// (class, score), best first.
-    pub fn iter(&self) -> impl Iterator<Item = (usize, f32)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (usize, f32)> + Clone + '_ {
         self.entries[..self.len as usize]
             .iter()
             .map(|&(c, s)| (c as usize, s))

@@ -64,6 +64,8 @@ struct Lane {
     detector_fresh: bool,
     frames_at_tick: u64,
     dropped_at_stats: u64,
+    /// the last status published (a retry failing the same way is not news)
+    last_status: Option<(StreamPhase, Option<String>)>,
 }
 
 /// Reuse one allocation for a step's borrowed frame slices: a `Vec<&[u8]>` cannot outlive
@@ -243,6 +245,7 @@ impl Worker {
             detector_fresh: true,
             frames_at_tick: 0,
             dropped_at_stats: 0,
+            last_status: None,
         });
         Ok(())
     }
@@ -299,7 +302,7 @@ impl Worker {
     ) -> Result<()> {
         let lane = &mut self.lanes[i];
         let name = lane.entry.name.clone();
-        tracing::info!(stream = %name, status = %phase, reason = reason.as_deref().unwrap_or(""), "stream status");
+        tracing::debug!(stream = %name, status = %phase, reason = reason.as_deref().unwrap_or(""), "stream status");
         if phase == StreamPhase::Connecting {
             return Ok(());
         }
@@ -316,6 +319,12 @@ impl Worker {
             }
             self.publish_events(i);
         }
+        let status = Some((phase, reason));
+        if self.lanes[i].last_status == status {
+            return Ok(()); // another retry failing as the last one did
+        }
+        self.lanes[i].last_status = status.clone();
+        let reason = status.and_then(|(_, r)| r);
         let rec = self.status_record(i, phase, reason);
         self.publish(RuntimeEvent::Status(rec));
         Ok(())
