@@ -150,7 +150,7 @@ def main():
     print("\nstatus lines seen:\n```")
     for t, r in status:
         rr = {k: r[k] for k in ("stream", "status", "reason", "frames", "dropped", "reconnects") if k in r}
-        print(f"{t:7.1f} s {json.dumps(rr)}")
+        print(f"{t:7.1f} s {json.dumps(rr, ensure_ascii=False)}")
     print("```")
     print("\ndrops per stats interval (fast stream):",
           ", ".join(str(r["dropped_since"]) for _, r in stats if r["stream"] == "fast"))
