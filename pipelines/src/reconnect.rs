@@ -79,7 +79,15 @@ fn lost(ctx: &StreamCtx, what: String, hint: &str) -> PipelineError {
     }
 }
 
+/// Unit tests name a stream this to make its ingest loop panic.
+#[cfg(test)]
+const PANIC_FOR_TEST: &str = "panic-injected-by-a-test";
+
 fn ingest_loop(ctx: &StreamCtx) {
+    #[cfg(test)]
+    if ctx.name == PANIC_FOR_TEST {
+        panic!("injected by a test");
+    }
     let mut backoff = ctx.opts.backoff_min;
     let mut ever_produced = false;
     loop {
@@ -195,4 +203,35 @@ fn run_once(ctx: &StreamCtx, generation: u64) -> BusOutcome {
     abort.store(true, Ordering::Release);
     teardown(built.pipeline, TEARDOWN_WAIT);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame_ring::DropPolicy;
+    use crate::resample::Rate;
+
+    /// Issue 8, defect 1: a dying input thread vanished with no error, leaving its stream
+    /// "running" forever. Now the stream ends as failed, with the panic's message.
+    #[test]
+    fn dying_ingest_thread_ends_its_stream_with_an_error() {
+        let status = Arc::new(StreamStatus::default());
+        let ring = Arc::new(FrameRing::new(2, 12, DropPolicy::DropOldest, None));
+        let ctx = StreamCtx {
+            name: PANIC_FOR_TEST.into(),
+            spec: SourceSpec::parse("test:").unwrap(),
+            opts: StreamOptions::new(2, Rate::Native),
+            ring: ring.clone(),
+            status: status.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        std::thread::spawn(move || run_stream(ctx)).join().unwrap();
+        assert_eq!(status.phase(), StreamPhase::Failed);
+        let e = status.take_error().unwrap().to_string();
+        assert!(
+            e.contains("internal error in the ingest thread (injected by a test)"),
+            "{e}"
+        );
+        assert!(ring.is_closed());
+    }
 }
