@@ -193,6 +193,23 @@ pub fn stream_error(
     }
 }
 
+/// The outcome of an error message on the bus.
+fn error_outcome(
+    stream: &str,
+    spec: &SourceSpec,
+    e: &gst::message::Error,
+    connected: bool,
+) -> BusOutcome {
+    let debug = e.debug();
+    BusOutcome::Error(stream_error(
+        stream,
+        spec,
+        &e.error(),
+        debug.as_deref(),
+        connected,
+    ))
+}
+
 /// Run a started pipeline's bus until EOS, an error, a stall (when `stall_after` is set)
 /// or `stop`.
 pub fn drive_bus(
@@ -216,16 +233,7 @@ pub fn drive_bus(
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) {
             match msg.view() {
                 gst::MessageView::Eos(_) => return BusOutcome::Eos,
-                gst::MessageView::Error(e) => {
-                    let debug = e.debug();
-                    return BusOutcome::Error(stream_error(
-                        stream,
-                        spec,
-                        &e.error(),
-                        debug.as_deref(),
-                        produced,
-                    ));
-                }
+                gst::MessageView::Error(e) => return error_outcome(stream, spec, e, produced),
                 gst::MessageView::Warning(w) => {
                     let err = w.error();
                     tracing::debug!(warning = %redact(&err.to_string()), "GStreamer warning");
@@ -270,14 +278,7 @@ pub fn first_bus_error(pipeline: &gst::Pipeline, stream: &str, spec: &SourceSpec
     if let Some(bus) = pipeline.bus() {
         while let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
             if let gst::MessageView::Error(e) = msg.view() {
-                let debug = e.debug();
-                return BusOutcome::Error(stream_error(
-                    stream,
-                    spec,
-                    &e.error(),
-                    debug.as_deref(),
-                    false,
-                ));
+                return error_outcome(stream, spec, e, false);
             }
         }
     }

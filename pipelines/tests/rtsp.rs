@@ -53,34 +53,19 @@ fn rtsp_h265_stream_reaches_same_label() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let h265 = dir.path().join("arm_wrestling.h265.mp4");
-    let status = std::process::Command::new("gst-launch-1.0")
-        .args(["-q", "filesrc"])
-        .arg(format!("location={}", clip("arm_wrestling.mp4")))
-        .args([
-            "!",
+    // x265enc is in gstreamer1.0-plugins-bad
+    gst_transform(
+        &clip("arm_wrestling.mp4"),
+        &[
             "qtdemux",
-            "!",
             "h264parse",
-            "!",
             "avdec_h264",
-            "!",
             "videoconvert",
-            "!",
-            "x265enc",
-            "speed-preset=ultrafast",
-            "!",
+            "x265enc speed-preset=ultrafast",
             "h265parse",
-            "!",
             "mp4mux",
-            "!",
-            "filesink",
-        ])
-        .arg(format!("location={}", h265.display()))
-        .status()
-        .expect("gst-launch-1.0 is needed to transcode the clip");
-    assert!(
-        status.success(),
-        "x265enc (gstreamer1.0-plugins-bad) is needed"
+        ],
+        &h265,
     );
     let server = RtspServer::start(
         free_port(),

@@ -205,6 +205,26 @@ impl Drop for Live {
     }
 }
 
+/// `gst-launch-1.0 -q filesrc location=SRC ! STEPS… ! filesink location=DST` (e.g. a
+/// remux or transcode of a shared clip into a temp dir); panics when it fails.
+pub fn gst_transform(src: &str, steps: &[&str], dst: &std::path::Path) {
+    let mut args: Vec<String> = vec!["-q".into(), "filesrc".into(), format!("location={src}")];
+    for s in steps {
+        args.push("!".into());
+        args.extend(s.split_whitespace().map(String::from));
+    }
+    args.extend([
+        "!".into(),
+        "filesink".into(),
+        format!("location={}", dst.display()),
+    ]);
+    let status = Command::new("gst-launch-1.0")
+        .args(&args)
+        .status()
+        .expect("gst-launch-1.0 (gstreamer1.0-tools) is needed");
+    assert!(status.success(), "gst-launch-1.0 {args:?} failed");
+}
+
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
