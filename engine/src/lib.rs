@@ -19,7 +19,7 @@
 //! - `cuda::CudaBackend` (feature `cuda`, on by default) — the CUDA backend: device-side
 //!   slot pool, fp16 storage with fp32 accumulation (or fp32), CUDA graphs per batch bucket.
 //! - [`labels::Labels`], [`fixture::Fixture`] — label files and reference fixtures.
-//! - [`bench`] — the step benchmark behind `vigil bench`.
+//! - [`bench`](mod@bench) — the step benchmark behind `vigil bench`.
 //! - [`roofline`] — a GPU performance MODEL of the CUDA step (datasheet roofline, per
 //!   layer and kernel), behind the `gpu_model` example; never a measurement.
 //! - [`EngineError`] — the one error type of this crate.
