@@ -17,10 +17,13 @@
 //!   slot pool, fp16 storage with fp32 accumulation (or fp32), CUDA graphs per batch bucket.
 //! - [`labels::Labels`], [`fixture::Fixture`] — label files and reference fixtures.
 //! - [`bench`] — the step benchmark behind `vigil bench`.
+//! - [`clip`] — CLIP / X-CLIP encoders from Hugging Face folders for open-vocabulary
+//!   labels and text search ([`clip::ClipModel`], [`clip::XClipModel`]).
 //! - [`EngineError`] — the one error type of this crate.
 
 pub mod backend;
 pub mod bench;
+pub mod clip;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

@@ -1,0 +1,203 @@
+//! Zero-shot scoring over a window of frames, CLIP4Clip's parameter-free "mean pooling":
+//! per stream an [`EmbeddingWindow`] (a ring of recent unit frame embeddings with their
+//! times), its mean embedding re-normalised, scored by cosine × `logit_scale` against a
+//! [`PromptSet`] and turned into probabilities by a softmax over every prompt — the user's
+//! and, optionally, "background" prompts that compete for probability but are not
+//! reported as labels. [`scaled_cosines`] is also CLIP's `logits_per_image`.
+
+use vigil_kernels::cpu::mathfn::exp;
+
+use crate::{EngineError, Result};
+
+/// `out[i, j] = scale · a[i] · b[j]` for `a [n, d]`, `b [p, d]` (`out [n, p]`).
+pub fn scaled_cosines(a: &[f32], b: &[f32], d: usize, scale: f32, out: &mut [f32]) {
+    let p = b.len() / d.max(1);
+    for (ai, row) in a.chunks_exact(d).zip(out.chunks_exact_mut(p.max(1))) {
+        for (bj, o) in b.chunks_exact(d).zip(row.iter_mut()) {
+            let dot: f32 = ai.iter().zip(bj).map(|(x, y)| x * y).sum();
+            *o = dot * scale;
+        }
+    }
+}
+
+/// In-place softmax of one row of logits (max-subtracted).
+pub fn softmax(xs: &mut [f32]) {
+    let max = xs.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in xs.iter_mut() {
+        *x = exp(*x - max);
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    xs.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// The prompts a stream is scored against: the user's labels first, then the background
+/// prompts, each with its unit text embedding.
+#[derive(Debug, Clone)]
+pub struct PromptSet {
+    /// Prompt texts, labels then background.
+    pub texts: Vec<String>,
+    /// How many of `texts` (from the front) are labels; the rest are background.
+    pub labels: usize,
+    /// `[texts.len(), dim]` unit embeddings.
+    pub embeds: Vec<f32>,
+    pub dim: usize,
+    /// `exp(logit_scale)` of the model that embedded them.
+    pub logit_scale: f32,
+}
+
+impl PromptSet {
+    /// From texts and their embeddings (`labels` of them are labels, the rest background).
+    pub fn new(
+        texts: Vec<String>,
+        labels: usize,
+        embeds: Vec<f32>,
+        dim: usize,
+        logit_scale: f32,
+    ) -> Result<PromptSet> {
+        if labels == 0 || labels > texts.len() || embeds.len() != texts.len() * dim {
+            return Err(EngineError::Config(format!(
+                "a prompt set needs at least one label prompt ({} texts, {labels} labels, {} values of {dim})",
+                texts.len(),
+                embeds.len()
+            )));
+        }
+        Ok(PromptSet {
+            texts,
+            labels,
+            embeds,
+            dim,
+            logit_scale,
+        })
+    }
+
+    /// Number of prompts, labels and background.
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// Score one unit (or any) video embedding: `logits[j] = scale · cos(e, prompt j)`,
+    /// `probs` their softmax over all prompts (both `[len()]`).
+    pub fn score(&self, embedding: &[f32], logits: &mut [f32], probs: &mut [f32]) {
+        let n = norm(embedding);
+        let inv = if n > 0.0 { 1.0 / n } else { 0.0 };
+        scaled_cosines(
+            embedding,
+            &self.embeds,
+            self.dim,
+            self.logit_scale * inv,
+            logits,
+        );
+        probs[..self.len()].copy_from_slice(&logits[..self.len()]);
+        softmax(&mut probs[..self.len()]);
+    }
+}
+
+fn norm(x: &[f32]) -> f32 {
+    x.iter().map(|v| v * v).sum::<f32>().sqrt()
+}
+
+/// The frames one window mean covers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowSpan {
+    /// Time of the oldest and newest frame in it (the caller's clock, seconds).
+    pub start: f64,
+    pub end: f64,
+    pub frames: usize,
+}
+
+/// A stream's recent frame embeddings: a fixed-capacity ring, entries older than `window`
+/// seconds before the newest one dropped. Allocates only when built.
+#[derive(Debug, Clone)]
+pub struct EmbeddingWindow {
+    dim: usize,
+    window: f64,
+    data: Vec<f32>,
+    times: Vec<f64>,
+    /// index of the oldest entry, and how many there are
+    head: usize,
+    len: usize,
+}
+
+impl EmbeddingWindow {
+    /// Room for `capacity` frames of `dim` values covering `window` seconds.
+    pub fn new(dim: usize, capacity: usize, window: f64) -> EmbeddingWindow {
+        let capacity = capacity.max(1);
+        EmbeddingWindow {
+            dim,
+            window,
+            data: vec![0.0; capacity * dim],
+            times: vec![0.0; capacity],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forget every frame (a stream restarted).
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.head = 0;
+    }
+
+    /// Add the embedding of the frame at time `t` (seconds, non-decreasing), evicting the
+    /// oldest when full and every frame older than `t - window`.
+    pub fn push(&mut self, t: f64, embedding: &[f32]) {
+        let cap = self.capacity();
+        if self.len == cap {
+            self.head = (self.head + 1) % cap;
+            self.len -= 1;
+        }
+        let slot = (self.head + self.len) % cap;
+        self.data[slot * self.dim..(slot + 1) * self.dim].copy_from_slice(&embedding[..self.dim]);
+        self.times[slot] = t;
+        self.len += 1;
+        while self.len > 1 && self.times[self.head] < t - self.window {
+            self.head = (self.head + 1) % cap;
+            self.len -= 1;
+        }
+    }
+
+    /// The mean of the window's embeddings into `out` (not re-normalised; [`PromptSet::score`]
+    /// scores by cosine), or `None` when empty.
+    pub fn mean(&self, out: &mut [f32]) -> Option<WindowSpan> {
+        if self.len == 0 {
+            return None;
+        }
+        let cap = self.capacity();
+        let out = &mut out[..self.dim];
+        out.fill(0.0);
+        for i in 0..self.len {
+            let s = (self.head + i) % cap;
+            for (o, &v) in out
+                .iter_mut()
+                .zip(&self.data[s * self.dim..(s + 1) * self.dim])
+            {
+                *o += v;
+            }
+        }
+        let inv = 1.0 / self.len as f32;
+        out.iter_mut().for_each(|o| *o *= inv);
+        Some(WindowSpan {
+            start: self.times[self.head],
+            end: self.times[(self.head + self.len - 1) % cap],
+            frames: self.len,
+        })
+    }
+}
