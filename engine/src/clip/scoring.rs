@@ -201,3 +201,54 @@ impl EmbeddingWindow {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_keeps_recent_frames_and_means_them() {
+        let mut w = EmbeddingWindow::new(2, 3, 4.0);
+        let mut m = [f32::NAN; 2];
+        assert_eq!(w.mean(&mut m), None);
+        w.push(0.0, &[1.0, 0.0]);
+        w.push(1.0, &[0.0, 1.0]);
+        let s = w.mean(&mut m).unwrap();
+        assert_eq!((s.start, s.end, s.frames), (0.0, 1.0, 2));
+        assert_eq!(m, [0.5, 0.5]);
+        // capacity 3: the oldest goes when a fourth arrives
+        w.push(2.0, &[1.0, 1.0]);
+        w.push(3.0, &[3.0, 3.0]);
+        let s = w.mean(&mut m).unwrap();
+        assert_eq!((s.start, s.frames), (1.0, 3));
+        assert!((m[0] - 4.0 / 3.0).abs() < 1e-6 && (m[1] - 5.0 / 3.0).abs() < 1e-6);
+        // older than 4 s before the newest: dropped
+        w.push(7.5, &[2.0, 0.0]);
+        let s = w.mean(&mut m).unwrap();
+        assert_eq!((s.start, s.end, s.frames), (7.5, 7.5, 1));
+        assert_eq!(m, [2.0, 0.0]);
+        w.clear();
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn prompt_scores_are_scaled_cosines_and_a_softmax() {
+        let set = PromptSet::new(
+            vec!["a".into(), "b".into(), "background".into()],
+            2,
+            vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8],
+            2,
+            100.0,
+        )
+        .unwrap();
+        let (mut logits, mut probs) = ([0.0; 3], [0.0; 3]);
+        // not unit length: scored by cosine
+        set.score(&[2.0, 0.0], &mut logits, &mut probs);
+        for (l, want) in logits.iter().zip([100.0, 0.0, 60.0]) {
+            assert!((l - want).abs() < 1e-4, "{logits:?}");
+        }
+        assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(probs[0] > 0.99 && probs[1] < 1e-20);
+        assert!(PromptSet::new(vec!["x".into()], 0, vec![1.0], 1, 1.0).is_err());
+    }
+}
