@@ -54,6 +54,27 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// `f`-fold of `xs` in eight independent lanes (vectorizes).
+#[inline(always)]
+fn lane_fold(xs: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] = f(acc[l], c[l]);
+        }
+    }
+    let mut r = f(
+        f(f(acc[0], acc[4]), f(acc[1], acc[5])),
+        f(f(acc[2], acc[6]), f(acc[3], acc[7])),
+    );
+    for &v in tail {
+        r = f(r, v);
+    }
+    r
+}
+
 simd_dispatch! {
     /// One query row of one head: `out = softmax(q · K[..kv]ᵀ · scale) V[..kv]`.
     fn attend_row(
@@ -68,19 +89,18 @@ simd_dispatch! {
         out: &mut [f32],
     ) {
         let hd = q.len();
-        let mut max = f32::NEG_INFINITY;
-        for (j, s) in scores[..kv].iter_mut().enumerate() {
+        let scores = &mut scores[..kv];
+        for (j, s) in scores.iter_mut().enumerate() {
             *s = dot(q, &k[j * k_stride..j * k_stride + hd]) * scale;
-            max = max.max(*s);
         }
-        let mut sum = 0.0f32;
-        for s in scores[..kv].iter_mut() {
-            *s = exp(*s - max);
-            sum += *s;
-        }
+        // max, exp and sum as separate passes: each vectorizes (a running sum next to
+        // the exp would keep the whole loop scalar)
+        let max = lane_fold(scores, f32::NEG_INFINITY, f32::max);
+        scores.iter_mut().for_each(|s| *s = exp(*s - max));
+        let sum = lane_fold(scores, 0.0, |a, b| a + b);
         let inv = 1.0 / sum;
         out.fill(0.0);
-        for (j, &p) in scores[..kv].iter().enumerate() {
+        for (j, &p) in scores.iter().enumerate() {
             let p = p * inv;
             for (o, &vv) in out.iter_mut().zip(&v[j * v_stride..j * v_stride + hd]) {
                 *o += p * vv;
@@ -128,6 +148,8 @@ pub fn attention(
     let rows = task_rows(batch * heads * q_len, 8).min(q_len);
     let blocks = q_len.div_ceil(rows);
     let op = SendPtr(out.as_mut_ptr());
+    #[cfg(target_arch = "x86_64")]
+    let fma = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
     (0..batch * heads * blocks)
         .into_par_iter()
         .for_each(|task| {
@@ -146,9 +168,109 @@ pub fn attention(
                 // above) and belong to this task only (one task per batch item, head and
                 // block of query rows).
                 let o = unsafe { std::slice::from_raw_parts_mut(op.0.add(r * d + h * hd), hd) };
+                #[cfg(target_arch = "x86_64")]
+                if fma && hd % 8 == 0 {
+                    // SAFETY: AVX2 and FMA are present (checked once per call); q, k and
+                    // v hold hd values per row at the strides given, kv rows each
+                    // (asserted above); scores holds MAX_KV >= kv values.
+                    unsafe {
+                        x86::attend_row(qi, kb, k.stride, vb, v.stride, kv, scale, &mut scores, o)
+                    };
+                    continue;
+                }
                 attend_row(qi, kb, k.stride, vb, v.stride, kv, scale, &mut scores, o);
             }
         });
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{exp, lane_fold};
+
+    /// [`super::attend_row`] with explicit AVX2/FMA: four keys' dot products at a time
+    /// (one horizontal reduction per four), the weighted sum of values in registers.
+    ///
+    /// # Safety
+    /// AVX2 and FMA available; `q.len() % 8 == 0`; `k` and `v` hold `kv` rows of
+    /// `q.len()` values at strides `k_stride` / `v_stride`; `scores.len() >= kv`;
+    /// `out.len() == q.len()`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn attend_row(
+        q: &[f32],
+        k: &[f32],
+        k_stride: usize,
+        v: &[f32],
+        v_stride: usize,
+        kv: usize,
+        scale: f32,
+        scores: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let hd = q.len();
+        let scores = &mut scores[..kv];
+        // SAFETY: every offset below stays inside the rows the contract promises.
+        unsafe {
+            let (qp, kp, vp) = (q.as_ptr(), k.as_ptr(), v.as_ptr());
+            let mut j = 0;
+            while j + 4 <= kv {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for c in (0..hd).step_by(8) {
+                    let qv = _mm256_loadu_ps(qp.add(c));
+                    for (u, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(
+                            qv,
+                            _mm256_loadu_ps(kp.add((j + u) * k_stride + c)),
+                            *a,
+                        );
+                    }
+                }
+                let h = _mm256_hadd_ps(
+                    _mm256_hadd_ps(acc[0], acc[1]),
+                    _mm256_hadd_ps(acc[2], acc[3]),
+                );
+                let four = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+                _mm_storeu_ps(
+                    scores.as_mut_ptr().add(j),
+                    _mm_mul_ps(four, _mm_set1_ps(scale)),
+                );
+                j += 4;
+            }
+            for (jj, s) in scores.iter_mut().enumerate().skip(j) {
+                let mut a = _mm256_setzero_ps();
+                for c in (0..hd).step_by(8) {
+                    a = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(qp.add(c)),
+                        _mm256_loadu_ps(kp.add(jj * k_stride + c)),
+                        a,
+                    );
+                }
+                let mut t = [0.0f32; 8];
+                _mm256_storeu_ps(t.as_mut_ptr(), a);
+                *s = (((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]))) * scale;
+            }
+            let max = lane_fold(scores, f32::NEG_INFINITY, f32::max);
+            scores.iter_mut().for_each(|s| *s = exp(*s - max));
+            let inv = 1.0 / lane_fold(scores, 0.0, |a, b| a + b);
+            // out = Σ_j p_j v_j, 64 columns (8 registers) at a time
+            for c0 in (0..hd).step_by(64) {
+                let w = (hd - c0).min(64) / 8;
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for (jj, &p) in scores.iter().enumerate() {
+                    let pv = _mm256_set1_ps(p * inv);
+                    let row = vp.add(jj * v_stride + c0);
+                    for (u, a) in acc.iter_mut().enumerate().take(w) {
+                        *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(row.add(8 * u)), *a);
+                    }
+                }
+                for (u, a) in acc.iter().enumerate().take(w) {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(c0 + 8 * u), *a);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,10 +23,11 @@ pub mod preprocess;
 pub mod reduce;
 pub mod temporal;
 pub mod window2d;
-// transformer kernels (CLIP / X-CLIP): attention, the GELU family, layer/L2 norms, exp/erf
+// transformer kernels (CLIP / X-CLIP): attention, GELU family, layer/L2 norms, blocked linear, exp/erf
 pub mod attention;
 pub mod gelu;
 pub mod layernorm;
+pub mod linear;
 pub mod mathfn;
 
 #[cfg(test)]
