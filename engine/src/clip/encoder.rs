@@ -7,10 +7,9 @@
 //! lives in a workspace that only grows, so a warm forward pass allocates nothing.
 
 use vigil_kernels::cpu::attention::{attention, AttentionShape, Rows};
-use vigil_kernels::cpu::gelu::{gelu_in_place, Gelu};
+use vigil_kernels::cpu::gelu::Gelu;
 use vigil_kernels::cpu::layernorm::layer_norm;
-use vigil_kernels::cpu::{pointwise_packed, PackedWeights};
-use vigil_kernels::Activation;
+use vigil_kernels::cpu::linear::{linear, LinearWeights};
 
 use super::weights::TensorReader;
 use crate::Result;
@@ -25,7 +24,7 @@ pub(crate) fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 
 /// `y = x Wᵀ + b` (PyTorch `nn.Linear`), `W [out, in]` packed once for the CPU GEMM.
 pub(crate) struct Linear {
-    pub w: PackedWeights,
+    pub w: LinearWeights,
     pub b: Vec<f32>,
 }
 
@@ -50,7 +49,7 @@ impl Linear {
     /// From a row-major `[out, inp]` matrix and `out` biases.
     pub fn new(w: &[f32], b: Vec<f32>, out: usize, inp: usize) -> Linear {
         Linear {
-            w: PackedWeights::pack(w, out, inp),
+            w: LinearWeights::pack(w, out, inp),
             b,
         }
     }
@@ -81,7 +80,12 @@ impl Linear {
 
     /// `y [m, out] = x [m, in] Wᵀ + b (+ residual)`.
     pub fn forward(&self, x: &[f32], m: usize, residual: Option<&[f32]>, y: &mut [f32]) {
-        pointwise_packed(x, m, &self.w, &self.b, Activation::None, residual, y);
+        linear(x, m, &self.w, &self.b, None, residual, y);
+    }
+
+    /// `y [m, out] = act(x [m, in] Wᵀ + b)`, the activation fused into the GEMM.
+    pub fn forward_act(&self, x: &[f32], m: usize, act: Gelu, y: &mut [f32]) {
+        linear(x, m, &self.w, &self.b, Some(act), None, y);
     }
 }
 
@@ -198,8 +202,7 @@ impl Mlp {
         y: &mut [f32],
     ) {
         let mid = grow(&mut ws.mid, rows * self.fc1.out_dim());
-        self.fc1.forward(h, rows, None, mid);
-        gelu_in_place(mid, self.act);
+        self.fc1.forward_act(h, rows, self.act, mid);
         self.fc2.forward(mid, rows, Some(residual), y);
     }
 }

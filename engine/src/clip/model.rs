@@ -14,7 +14,7 @@ use super::preprocess::{PreprocessConfig, PreprocessWorkspace, Preprocessor, Rgb
 use super::text::{TextTransformer, TextWorkspace};
 use super::tokenizer::{ClipTokenizer, VOCAB};
 use super::vision::{VisionTransformer, VisionWorkspace};
-use super::weights::Weights;
+use super::weights::{TensorReader, Weights};
 use crate::{EngineError, Result};
 
 /// What CLIP and X-CLIP folders share: checked config, weights file, preprocessing,
@@ -143,19 +143,56 @@ impl ClipModel {
     pub fn load(dir: &Path, threads: usize) -> Result<ClipModel> {
         let md = ModelDir::open(dir, Family::Clip)?;
         let r = md.weights.reader()?;
-        let c = &md.config;
+        ClipModel::build(
+            md.config,
+            md.dir,
+            md.preprocessor,
+            md.tokenizer,
+            &r,
+            threads,
+        )
+    }
+
+    /// A model of `config`'s geometry with seeded random weights — for speed
+    /// measurements; its scores are meaningless.
+    pub fn random(config: ClipConfig, threads: usize) -> Result<ClipModel> {
+        let dir = PathBuf::from("(random weights)");
+        if config.family != Family::Clip {
+            return Err(EngineError::Config(
+                "ClipModel::random needs a CLIP config".into(),
+            ));
+        }
+        let size = config.vision.image_size;
+        let pre = Preprocessor::new(
+            PreprocessConfig::default_for(Family::Clip, size),
+            size,
+            &dir,
+        )?;
+        let tok = ClipTokenizer::new(config.text.max_positions)?;
+        ClipModel::build(config, dir, pre, tok, &TensorReader::random(1), threads)
+    }
+
+    fn build(
+        config: ClipConfig,
+        dir: PathBuf,
+        preprocessor: Preprocessor,
+        tokenizer: ClipTokenizer,
+        r: &TensorReader,
+        threads: usize,
+    ) -> Result<ClipModel> {
+        let c = &config;
         let p = c.projection_dim;
         Ok(ClipModel {
-            vision: VisionTransformer::load(&r, &c.vision)?,
-            text: TextTransformer::load(&r, &c.text)?,
-            visual_projection: Linear::load(&r, "visual_projection", p, c.vision.hidden, false)?,
-            text_projection: Linear::load(&r, "text_projection", p, c.text.hidden, false)?,
+            vision: VisionTransformer::load(r, &c.vision)?,
+            text: TextTransformer::load(r, &c.text)?,
+            visual_projection: Linear::load(r, "visual_projection", p, c.vision.hidden, false)?,
+            text_projection: Linear::load(r, "text_projection", p, c.text.hidden, false)?,
             logit_scale: r.scalar("logit_scale")?.exp(),
             pool: thread_pool(threads)?,
-            config: md.config.clone(),
-            dir: md.dir,
-            preprocessor: md.preprocessor,
-            tokenizer: md.tokenizer,
+            config,
+            dir,
+            preprocessor,
+            tokenizer,
         })
     }
 
