@@ -290,7 +290,7 @@ impl ClipConfig {
             })
         };
         let v = &self.vision;
-        if v.image_size % v.patch_size != 0 {
+        if !v.image_size.is_multiple_of(v.patch_size) {
             return bad(format!(
                 "vision image_size {} is not a multiple of patch_size {}",
                 v.image_size, v.patch_size

@@ -11,7 +11,7 @@ use vigil_kernels::cpu::layernorm::l2_normalize;
 use super::config::{ClipConfig, Family};
 use super::encoder::{grow, Linear};
 use super::preprocess::{PreprocessConfig, PreprocessWorkspace, Preprocessor, RgbFrame};
-use super::text::{TextTransformer, TextWorkspace};
+use super::text::{TextTower, TextWorkspace};
 use super::tokenizer::{ClipTokenizer, VOCAB};
 use super::vision::{VisionTransformer, VisionWorkspace};
 use super::weights::{TensorReader, Weights};
@@ -92,8 +92,6 @@ pub struct ClipWorkspace {
     pub(crate) pre: PreprocessWorkspace,
     pub(crate) pixels: Vec<f32>,
     pub(crate) image_embeds: Vec<f32>,
-    pub(crate) text_embeds: Vec<f32>,
-    pub(crate) ids: Vec<u32>,
 }
 
 /// Per-image outputs, borrowed from the workspace.
@@ -121,9 +119,8 @@ pub struct ClipModel {
     pub preprocessor: Preprocessor,
     pub tokenizer: ClipTokenizer,
     vision: VisionTransformer,
-    text: TextTransformer,
+    text: TextTower,
     visual_projection: Linear,
-    text_projection: Linear,
     logit_scale: f32,
     pool: rayon::ThreadPool,
 }
@@ -184,9 +181,8 @@ impl ClipModel {
         let p = c.projection_dim;
         Ok(ClipModel {
             vision: VisionTransformer::load(r, &c.vision)?,
-            text: TextTransformer::load(r, &c.text)?,
+            text: TextTower::load(r, &c.text, p)?,
             visual_projection: Linear::load(r, "visual_projection", p, c.vision.hidden, false)?,
-            text_projection: Linear::load(r, "text_projection", p, c.text.hidden, false)?,
             logit_scale: r.scalar("logit_scale")?.exp(),
             pool: thread_pool(threads)?,
             config,
@@ -270,40 +266,24 @@ impl ClipModel {
         count: usize,
         ws: &'w mut ClipWorkspace,
     ) -> Result<TextEmbeddings<'w>> {
-        let p = self.embed_dim();
-        self.pool.install(|| -> Result<()> {
-            self.text.forward(ids, count, &mut ws.text)?;
-            let e = grow(&mut ws.text_embeds, count * p);
-            self.text_projection
-                .forward(&ws.text.pooled, count, None, e);
-            l2_normalize(e, count, p);
-            Ok(())
-        })?;
-        Ok(TextEmbeddings {
-            pooled: &ws.text.pooled[..count * self.config.text.hidden],
-            embeds: &ws.text_embeds[..count * p],
-        })
+        self.pool
+            .install(|| self.text.encode(ids, count, true, &mut ws.text))?;
+        let (pooled, embeds) = self.text.outputs(count, &ws.text);
+        Ok(TextEmbeddings { pooled, embeds })
     }
 
     /// Tokenize and encode prompts.
-    pub fn encode_prompts<'w, S: AsRef<str>>(
+    pub fn encode_prompts<'w, S: AsRef<str> + Sync>(
         &self,
         prompts: &[S],
         ws: &'w mut ClipWorkspace,
     ) -> Result<TextEmbeddings<'w>> {
-        let mut ids = std::mem::take(&mut ws.ids);
-        ids.clear();
-        for t in prompts {
-            self.tokenizer.encode_into(t.as_ref(), &mut ids);
-        }
-        let r = self.encode_ids(&ids, prompts.len(), ws).map(|_| ());
-        ws.ids = ids;
-        r?;
-        let (h, p) = (self.config.text.hidden, self.embed_dim());
-        Ok(TextEmbeddings {
-            pooled: &ws.text.pooled[..prompts.len() * h],
-            embeds: &ws.text_embeds[..prompts.len() * p],
-        })
+        self.pool.install(|| {
+            self.text
+                .encode_prompts(&self.tokenizer, prompts, true, &mut ws.text)
+        })?;
+        let (pooled, embeds) = self.text.outputs(prompts.len(), &ws.text);
+        Ok(TextEmbeddings { pooled, embeds })
     }
 
     /// `logits_per_image [n, p] = logit_scale · image_embeds · text_embedsᵀ`.

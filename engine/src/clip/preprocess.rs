@@ -73,7 +73,10 @@ pub struct PreprocessConfig {
     pub normalize: Option<([f32; 3], [f32; 3])>,
 }
 
+// the decimal strings transformers uses (OPENAI_CLIP_MEAN / OPENAI_CLIP_STD)
+#[allow(clippy::excessive_precision)]
 const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];

@@ -6,8 +6,11 @@
 //! the encoder runs on the batch's longest prompt up to its EOT instead of all 77
 //! positions (padding never changes an output, exactly as in transformers).
 
+use vigil_kernels::cpu::layernorm::l2_normalize;
+
 use super::config::{TextConfig, TextPooling};
-use super::encoder::{grow, EncoderLayer, EncoderWorkspace, LayerNorm};
+use super::encoder::{grow, EncoderLayer, EncoderWorkspace, LayerNorm, Linear};
+use super::tokenizer::ClipTokenizer;
 use super::weights::TensorReader;
 use crate::{EngineError, Result};
 
@@ -19,6 +22,68 @@ pub struct TextWorkspace {
     pub(crate) pool_at: Vec<usize>,
     /// `final_layer_norm` at each prompt's EOT, `[prompts, d]`
     pub(crate) pooled: Vec<f32>,
+    /// `text_projection(pooled)` (unit length for CLIP), `[prompts, projection_dim]`
+    pub(crate) projected: Vec<f32>,
+    pub(crate) ids: Vec<u32>,
+}
+
+/// The text encoder and its projection into the joint space (CLIP and X-CLIP alike).
+pub(crate) struct TextTower {
+    pub transformer: TextTransformer,
+    pub projection: Linear,
+}
+
+impl TextTower {
+    pub fn load(r: &TensorReader, cfg: &TextConfig, projection_dim: usize) -> Result<TextTower> {
+        Ok(TextTower {
+            transformer: TextTransformer::load(r, cfg)?,
+            projection: Linear::load(r, "text_projection", projection_dim, cfg.hidden, false)?,
+        })
+    }
+
+    /// `ws.pooled` and `ws.projected` for `count` rows of ids (`normalize`: unit length).
+    pub fn encode(
+        &self,
+        ids: &[u32],
+        count: usize,
+        normalize: bool,
+        ws: &mut TextWorkspace,
+    ) -> Result<()> {
+        self.transformer.forward(ids, count, ws)?;
+        let p = self.projection.out_dim();
+        let e = grow(&mut ws.projected, count * p);
+        self.projection.forward(&ws.pooled, count, None, e);
+        if normalize {
+            l2_normalize(e, count, p);
+        }
+        Ok(())
+    }
+
+    /// Tokenize `prompts` (into `ws.ids`) and [`Self::encode`] them.
+    pub fn encode_prompts<S: AsRef<str>>(
+        &self,
+        tokenizer: &ClipTokenizer,
+        prompts: &[S],
+        normalize: bool,
+        ws: &mut TextWorkspace,
+    ) -> Result<()> {
+        let mut ids = std::mem::take(&mut ws.ids);
+        ids.clear();
+        for t in prompts {
+            tokenizer.encode_into(t.as_ref(), &mut ids);
+        }
+        let r = self.encode(&ids, prompts.len(), normalize, ws);
+        ws.ids = ids;
+        r
+    }
+
+    /// `(pooled, projected)` of the last `count` prompts encoded in `ws`.
+    pub fn outputs<'w>(&self, count: usize, ws: &'w TextWorkspace) -> (&'w [f32], &'w [f32]) {
+        (
+            &ws.pooled[..count * self.transformer.cfg.hidden],
+            &ws.projected[..count * self.projection.out_dim()],
+        )
+    }
 }
 
 pub(crate) struct TextTransformer {

@@ -25,7 +25,7 @@ use super::config::{ClipConfig, Family, VisionConfig};
 use super::encoder::{grow, EncoderLayer, EncoderWorkspace, LayerNorm, Linear, Mlp, SelfAttention};
 use super::model::{thread_pool, ModelDir};
 use super::preprocess::{PreprocessWorkspace, Preprocessor, RgbFrame};
-use super::text::{TextTransformer, TextWorkspace};
+use super::text::{TextTower, TextWorkspace};
 use super::tokenizer::ClipTokenizer;
 use super::vision::{VisionEmbeddings, VisionWorkspace};
 use super::weights::TensorReader;
@@ -124,7 +124,6 @@ pub struct XClipWorkspace {
     pub(crate) text: TextWorkspace,
     pre: PreprocessWorkspace,
     pixels: Vec<f32>,
-    ids: Vec<u32>,
     frame_embeds: Vec<f32>,
     mit: Vec<f32>,
     mit_ws: EncoderWorkspace,
@@ -133,7 +132,6 @@ pub struct XClipWorkspace {
     patches: Vec<f32>,
     patch_proj: Vec<f32>,
     prompt_visual: Vec<f32>,
-    text_projected: Vec<f32>,
     // prompt generator
     visual_ln: Vec<f32>,
     t: Vec<f32>,
@@ -193,8 +191,7 @@ pub struct XClipModel {
     visual_projection: Linear,
     mit_position: Vec<f32>,
     mit: Vec<EncoderLayer>,
-    text: TextTransformer,
-    text_projection: Linear,
+    text: TextTower,
     prompts_visual_ln: LayerNorm,
     prompts_visual_projection: Linear,
     prompt_ln: LayerNorm,
@@ -287,8 +284,7 @@ impl XClipModel {
             visual_projection: Linear::load(&r, "visual_projection", p, v.hidden, false)?,
             mit_position: r.tensor("mit.position_embedding", &[1, x.num_frames, x.mit_hidden])?,
             mit,
-            text: TextTransformer::load(&r, &c.text)?,
-            text_projection: Linear::load(&r, "text_projection", p, c.text.hidden, false)?,
+            text: TextTower::load(&r, &c.text, p)?,
             prompts_visual_ln: LayerNorm::load(&r, "prompts_visual_layernorm", v.hidden, v.eps)?,
             prompts_visual_projection: Linear::new(&pvt, vec![0.0; p], p, v.hidden),
             prompt_ln: LayerNorm::load(&r, "prompts_generator.layernorm", p, v.eps)?,
@@ -431,7 +427,7 @@ impl XClipModel {
         ws: &'w mut XClipWorkspace,
     ) -> Result<VideoEmbeddings<'w>> {
         let fr = self.num_frames;
-        if frames.is_empty() || frames.len() % fr != 0 {
+        if frames.is_empty() || !frames.len().is_multiple_of(fr) {
             return Err(EngineError::ClipInput(format!(
                 "{} frames do not make whole clips of {fr}",
                 frames.len()
@@ -457,39 +453,24 @@ impl XClipModel {
         count: usize,
         ws: &'w mut XClipWorkspace,
     ) -> Result<XClipText<'w>> {
-        let p = self.embed_dim();
-        self.pool.install(|| -> Result<()> {
-            self.text.forward(ids, count, &mut ws.text)?;
-            let e = grow(&mut ws.text_projected, count * p);
-            self.text_projection
-                .forward(&ws.text.pooled, count, None, e);
-            Ok(())
-        })?;
-        Ok(XClipText {
-            pooled: &ws.text.pooled[..count * self.config.text.hidden],
-            projected: &ws.text_projected[..count * p],
-        })
+        self.pool
+            .install(|| self.text.encode(ids, count, false, &mut ws.text))?;
+        let (pooled, projected) = self.text.outputs(count, &ws.text);
+        Ok(XClipText { pooled, projected })
     }
 
     /// Tokenize and encode prompts.
-    pub fn encode_prompts<'w, S: AsRef<str>>(
+    pub fn encode_prompts<'w, S: AsRef<str> + Sync>(
         &self,
         prompts: &[S],
         ws: &'w mut XClipWorkspace,
     ) -> Result<XClipText<'w>> {
-        let mut ids = std::mem::take(&mut ws.ids);
-        ids.clear();
-        for t in prompts {
-            self.tokenizer.encode_into(t.as_ref(), &mut ids);
-        }
-        let r = self.encode_ids(&ids, prompts.len(), ws).map(|_| ());
-        ws.ids = ids;
-        r?;
-        let (h, p) = (self.config.text.hidden, self.embed_dim());
-        Ok(XClipText {
-            pooled: &ws.text.pooled[..prompts.len() * h],
-            projected: &ws.text_projected[..prompts.len() * p],
-        })
+        self.pool.install(|| {
+            self.text
+                .encode_prompts(&self.tokenizer, prompts, false, &mut ws.text)
+        })?;
+        let (pooled, projected) = self.text.outputs(prompts.len(), &ws.text);
+        Ok(XClipText { pooled, projected })
     }
 
     /// Condition `count` projected prompt embeddings (`[count, dim]`) on each of `clips`

@@ -12,6 +12,8 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// `e^x`, clamped to the finite, normal range: `exp(x < -87.3) ≈ 1.2e-38`, not 0.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
+    // max/min rather than clamp: the same for finite inputs, and it vectorizes
+    #[allow(clippy::manual_clamp)]
     let x = x.max(-87.3).min(88.3);
     let n = (x * LOG2E + 0.5).floor();
     let r = x - n * LN2_HI - n * LN2_LO;
