@@ -139,3 +139,30 @@ fn preprocessing_from_frames_is_exact() {
     let from_frames = m.encode_frames(&frames, &mut cws).unwrap().embeds.to_vec();
     check("image_embeds", &from_frames, &r);
 }
+
+#[test]
+fn prompt_sets_score_like_logits_per_image() {
+    // a window of one frame scores exactly like logits_per_image's row
+    let (m, r) = load();
+    let prompts = r.prompts().unwrap();
+    let set = m.prompt_set(&prompts[..4], &prompts[4..]).unwrap();
+    assert_eq!((set.len(), set.labels), (5, 4));
+    let (pix, shape) = r.f32("pixel_values").unwrap();
+    let per = pix.len() / shape[0];
+    let mut ws = ClipWorkspace::default();
+    let e = m
+        .encode_pixels(&pix[per..2 * per], 1, &mut ws)
+        .unwrap()
+        .embeds
+        .to_vec();
+    let mut stream = vigil_engine::clip::ZeroShotStream::new(&set, 4, 4.0);
+    let w = stream.push(0.0, &e, &set).unwrap();
+    let (want, _) = r.f32("logits_per_image").unwrap();
+    let err = rel_l2(w.logits, &want[5..10]);
+    assert!(
+        err <= BOUND,
+        "window logits vs logits_per_image row 1: {err:.2e}"
+    );
+    assert!((w.probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    assert!(m.prompt_set(&["a dog", " "], &[]).is_err(), "empty prompt");
+}

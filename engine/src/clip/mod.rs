@@ -7,7 +7,8 @@
 //!   video-conditioned prompts, `logits_per_video`.
 //! - [`ClipTokenizer`] — CLIP's BPE (OpenAI vocabulary), rows padded to 77.
 //! - [`Preprocessor`] — RGB u8 frames to `pixel_values`, Pillow's resampling bit for bit.
-//! - [`scoring`] — CLIP4Clip mean pooling on a stream: [`EmbeddingWindow`], [`PromptSet`].
+//! - [`scoring`] — CLIP4Clip mean pooling on a stream: [`ZeroShotStream`]
+//!   ([`EmbeddingWindow`] + [`PromptSet`]).
 //! - [`ReferenceFile`] — reference tensors written by `gen_clip_fixtures.py`.
 //! - [`ClipConfig`] / [`weights`] — `config.json` and `model.safetensors`, every tensor
 //!   checked by name and shape ([`crate::EngineError::TensorMissing`],
@@ -34,6 +35,6 @@ pub use config::{ClipConfig, Family};
 pub use model::{ClipModel, ClipWorkspace, ImageEmbeddings, TextEmbeddings};
 pub use preprocess::{PreprocessConfig, Preprocessor, Resample, RgbFrame};
 pub use reference::ReferenceFile;
-pub use scoring::{EmbeddingWindow, PromptSet, WindowSpan};
+pub use scoring::{EmbeddingWindow, PromptSet, WindowScores, WindowSpan, ZeroShotStream};
 pub use tokenizer::ClipTokenizer;
 pub use xclip::{ConditionedText, VideoEmbeddings, XClipModel, XClipText, XClipWorkspace};

@@ -11,6 +11,7 @@ use vigil_kernels::cpu::layernorm::l2_normalize;
 use super::config::{ClipConfig, Family};
 use super::encoder::{grow, Linear};
 use super::preprocess::{PreprocessConfig, PreprocessWorkspace, Preprocessor, RgbFrame};
+use super::scoring::PromptSet;
 use super::text::{TextTower, TextWorkspace};
 use super::tokenizer::{ClipTokenizer, VOCAB};
 use super::vision::{VisionTransformer, VisionWorkspace};
@@ -284,6 +285,35 @@ impl ClipModel {
         })?;
         let (pooled, embeds) = self.text.outputs(prompts.len(), &ws.text);
         Ok(TextEmbeddings { pooled, embeds })
+    }
+
+    /// The prompt set a stream is scored against: `labels` (the user's prompts) and
+    /// `background` prompts (compete in the softmax, never reported), embedded once.
+    pub fn prompt_set<S: AsRef<str> + Sync>(
+        &self,
+        labels: &[S],
+        background: &[S],
+    ) -> Result<PromptSet> {
+        let texts: Vec<String> = labels
+            .iter()
+            .chain(background)
+            .map(|t| t.as_ref().trim().to_string())
+            .collect();
+        if let Some(i) = texts.iter().position(String::is_empty) {
+            return Err(EngineError::Config(format!(
+                "prompt {} is empty — give each prompt some text",
+                i + 1
+            )));
+        }
+        let mut ws = ClipWorkspace::default();
+        let embeds = self.encode_prompts(&texts, &mut ws)?.embeds.to_vec();
+        PromptSet::new(
+            texts,
+            labels.len(),
+            embeds,
+            self.embed_dim(),
+            self.logit_scale,
+        )
     }
 
     /// `logits_per_image [n, p] = logit_scale · image_embeds · text_embedsᵀ`.

@@ -3,7 +3,8 @@
 //! times), its mean embedding re-normalised, scored by cosine × `logit_scale` against a
 //! [`PromptSet`] and turned into probabilities by a softmax over every prompt — the user's
 //! and, optionally, "background" prompts that compete for probability but are not
-//! reported as labels. [`scaled_cosines`] is also CLIP's `logits_per_image`.
+//! reported as labels. [`ZeroShotStream`] puts the two together for one stream without
+//! allocating per frame. [`scaled_cosines`] is also CLIP's `logits_per_image`.
 
 use vigil_kernels::cpu::mathfn::exp;
 
@@ -202,6 +203,66 @@ impl EmbeddingWindow {
     }
 }
 
+/// One stream's zero-shot state: its [`EmbeddingWindow`] and the buffers of a scoring.
+#[derive(Debug, Clone)]
+pub struct ZeroShotStream {
+    window: EmbeddingWindow,
+    mean: Vec<f32>,
+    logits: Vec<f32>,
+    probs: Vec<f32>,
+}
+
+/// Scores of one window, borrowed from the stream.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowScores<'a> {
+    pub span: WindowSpan,
+    /// The window's mean embedding (what text search stores; compare by cosine).
+    pub embedding: &'a [f32],
+    /// `logit_scale · cos` per prompt, labels then background.
+    pub logits: &'a [f32],
+    /// Softmax of `logits` over every prompt; the first `PromptSet::labels` are labels.
+    pub probs: &'a [f32],
+}
+
+impl ZeroShotStream {
+    /// A stream scored against `prompts`, keeping `capacity` frames of at most
+    /// `window` seconds (e.g. 4 s at 1 frame/s: capacity 4, or more for bursts).
+    pub fn new(prompts: &PromptSet, capacity: usize, window: f64) -> ZeroShotStream {
+        ZeroShotStream {
+            window: EmbeddingWindow::new(prompts.dim, capacity, window),
+            mean: vec![0.0; prompts.dim],
+            logits: vec![0.0; prompts.len()],
+            probs: vec![0.0; prompts.len()],
+        }
+    }
+
+    /// Add the unit embedding of the frame at `t` seconds and score the window.
+    pub fn push(
+        &mut self,
+        t: f64,
+        embedding: &[f32],
+        prompts: &PromptSet,
+    ) -> Option<WindowScores<'_>> {
+        if embedding.len() != prompts.dim || self.logits.len() != prompts.len() {
+            return None;
+        }
+        self.window.push(t, embedding);
+        let span = self.window.mean(&mut self.mean)?;
+        prompts.score(&self.mean, &mut self.logits, &mut self.probs);
+        Some(WindowScores {
+            span,
+            embedding: &self.mean,
+            logits: &self.logits,
+            probs: &self.probs,
+        })
+    }
+
+    /// Forget the window (the stream restarted or jumped).
+    pub fn reset(&mut self) {
+        self.window.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +311,19 @@ mod tests {
         assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(probs[0] > 0.99 && probs[1] < 1e-20);
         assert!(PromptSet::new(vec!["x".into()], 0, vec![1.0], 1, 1.0).is_err());
+        // a stream of frames: the window mean drifts from "a" to "b"
+        let mut s = ZeroShotStream::new(&set, 4, 4.0);
+        let first = s.push(0.0, &[1.0, 0.0], &set).unwrap().probs[0];
+        assert!(first > 0.99);
+        for t in 1..=3 {
+            s.push(t as f64, &[0.0, 1.0], &set);
+        }
+        let w = s.push(4.0, &[0.0, 1.0], &set).unwrap();
+        assert_eq!(w.span.frames, 4);
+        assert!(w.probs[1] > 0.99, "{:?}", w.probs);
+        assert!(
+            s.push(5.0, &[1.0], &set).is_none(),
+            "wrong width is refused"
+        );
     }
 }
