@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{rel_l2, shared};
-use vigil_engine::clip::{ReferenceFile, RgbFrame, XClipModel, XClipWorkspace};
+use vigil_engine::clip::{ReferenceFile, RgbFrame, SlidingClip, XClipModel, XClipWorkspace};
 
 const BOUND: f64 = 1e-4;
 
@@ -111,4 +111,51 @@ fn xclip_preprocessing_from_frames_is_exact() {
     let mut ws = XClipWorkspace::default();
     let v = m.encode_frames(&frames, &mut ws).unwrap();
     check("video_embeds", v.video_embeds, &r);
+}
+
+#[test]
+fn sliding_clips_score_like_logits_per_video() {
+    // a stream's frames through a sliding clip (preprocessed on arrival) give the
+    // reference clip's pixel_values, and score_clips gives its logits_per_video row
+    let (m, r) = load();
+    let (frames, fs) = r.u8("frames_u8").unwrap();
+    let (fr, h, w) = (fs[1], fs[2], fs[3]);
+    let frame = |i: usize| RgbFrame::packed(&frames[i * h * w * 3..(i + 1) * h * w * 3], w, h);
+    let per = m.preprocessor.output_len();
+    let (pix, _) = r.f32("pixel_values").unwrap();
+    let mut pws = Default::default();
+    let mut clip = SlidingClip::new(per, fr, 4).unwrap();
+    let mut out = vec![f32::NAN; fr * per];
+    let mut due = Vec::new();
+    for i in 0..2 * fr {
+        if clip
+            .push(&m.preprocessor, frame(i), i as f64, &mut pws)
+            .unwrap()
+        {
+            due.push(i);
+            if i == fr - 1 {
+                assert_eq!(clip.write_clip(&mut out), Some((0.0, (fr - 1) as f64)));
+                assert_eq!(out, pix[..fr * per], "clip 0 differs from pixel_values");
+            }
+        }
+    }
+    // full after 8 frames, then every 4: frames 7, 11, 15
+    assert_eq!(due, vec![fr - 1, fr + 3, 2 * fr - 1]);
+    assert_eq!(
+        clip.write_clip(&mut out),
+        Some((fr as f64, (2 * fr - 1) as f64))
+    );
+    assert_eq!(out, pix[fr * per..2 * fr * per]);
+
+    let prompts = r.prompts().unwrap();
+    let set = m.prompt_set(&prompts[..3], &prompts[3..]).unwrap();
+    let mut ws = XClipWorkspace::default();
+    m.encode_pixels(pix, 2, &mut ws).unwrap();
+    let (mut logits, mut probs) = (vec![f32::NAN; 10], vec![f32::NAN; 10]);
+    m.score_clips(2, &set, &mut ws, &mut logits, &mut probs)
+        .unwrap();
+    check("logits_per_video", &logits, &r);
+    for row in probs.chunks(5) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
 }

@@ -9,6 +9,8 @@
 //! - [`Preprocessor`] — RGB u8 frames to `pixel_values`, Pillow's resampling bit for bit.
 //! - [`scoring`] — CLIP4Clip mean pooling on a stream: [`ZeroShotStream`]
 //!   ([`EmbeddingWindow`] + [`PromptSet`]).
+//! - [`SlidingClip`] — X-CLIP on a stream: the last `num_frames` frames as a clip every
+//!   `stride` frames; [`XClipModel::score_clips`] against a [`VideoPromptSet`].
 //! - [`ReferenceFile`] — reference tensors written by `gen_clip_fixtures.py`.
 //! - [`ClipConfig`] / [`weights`] — `config.json` and `model.safetensors`, every tensor
 //!   checked by name and shape ([`crate::EngineError::TensorMissing`],
@@ -25,6 +27,7 @@ pub mod model;
 pub mod preprocess;
 pub mod reference;
 pub mod scoring;
+pub mod sliding;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;
@@ -36,5 +39,8 @@ pub use model::{ClipModel, ClipWorkspace, ImageEmbeddings, TextEmbeddings};
 pub use preprocess::{PreprocessConfig, Preprocessor, Resample, RgbFrame};
 pub use reference::ReferenceFile;
 pub use scoring::{EmbeddingWindow, PromptSet, WindowScores, WindowSpan, ZeroShotStream};
+pub use sliding::SlidingClip;
 pub use tokenizer::ClipTokenizer;
-pub use xclip::{ConditionedText, VideoEmbeddings, XClipModel, XClipText, XClipWorkspace};
+pub use xclip::{
+    ConditionedText, VideoEmbeddings, VideoPromptSet, XClipModel, XClipText, XClipWorkspace,
+};

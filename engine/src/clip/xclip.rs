@@ -603,4 +603,103 @@ impl XClipModel {
             );
         }
     }
+
+    /// The prompts clips are scored against: `labels` and `background` prompts (compete
+    /// in the softmax, never reported), tokenized and projected once; conditioning on
+    /// each clip happens in [`Self::score_clips`].
+    pub fn prompt_set<S: AsRef<str> + Sync>(
+        &self,
+        labels: &[S],
+        background: &[S],
+    ) -> Result<VideoPromptSet> {
+        let texts: Vec<String> = labels
+            .iter()
+            .chain(background)
+            .map(|t| t.as_ref().trim().to_string())
+            .collect();
+        if labels.is_empty() {
+            return Err(EngineError::Config(
+                "give at least one prompt to score clips against".into(),
+            ));
+        }
+        if let Some(i) = texts.iter().position(String::is_empty) {
+            return Err(EngineError::Config(format!(
+                "prompt {} is empty — give each prompt some text",
+                i + 1
+            )));
+        }
+        let mut ws = XClipWorkspace::default();
+        let projected = self.encode_prompts(&texts, &mut ws)?.projected.to_vec();
+        Ok(VideoPromptSet {
+            texts,
+            labels: labels.len(),
+            projected,
+        })
+    }
+
+    /// Score the `clips` clips last encoded in `ws` ([`Self::encode_pixels`] /
+    /// [`Self::encode_frames`]) against `prompts`: `logits [clips, prompts]` as
+    /// `logits_per_video`, `probs` their softmax per clip. Allocates nothing once warm.
+    pub fn score_clips(
+        &self,
+        clips: usize,
+        prompts: &VideoPromptSet,
+        ws: &mut XClipWorkspace,
+        logits: &mut [f32],
+        probs: &mut [f32],
+    ) -> Result<()> {
+        let (p, np, count) = (
+            self.embed_dim(),
+            self.config.vision.patches(),
+            prompts.len(),
+        );
+        if ws.prompt_visual.len() < clips * np * p || ws.video_embeds.len() < clips * p {
+            return Err(EngineError::ClipInput(format!(
+                "score_clips: the workspace holds no {clips} encoded clips"
+            )));
+        }
+        if logits.len() < clips * count || probs.len() < clips * count {
+            return Err(EngineError::ClipInput(format!(
+                "score_clips: output buffers need {} values",
+                clips * count
+            )));
+        }
+        let visual = std::mem::take(&mut ws.prompt_visual);
+        self.pool.install(|| {
+            self.prompt_forward(
+                &visual[..clips * np * p],
+                &prompts.projected,
+                clips,
+                count,
+                ws,
+            )
+        });
+        ws.prompt_visual = visual;
+        self.logits(&ws.video_embeds, &ws.text_embeds, clips, count, logits);
+        probs[..clips * count].copy_from_slice(&logits[..clips * count]);
+        for row in probs[..clips * count].chunks_exact_mut(count) {
+            super::scoring::softmax(row);
+        }
+        Ok(())
+    }
+}
+
+/// X-CLIP prompts, projected once (labels first, then background).
+#[derive(Debug, Clone)]
+pub struct VideoPromptSet {
+    pub texts: Vec<String>,
+    /// How many of `texts` are labels; the rest are background.
+    pub labels: usize,
+    /// `text_projection` of each prompt, `[texts.len(), dim]`.
+    pub projected: Vec<f32>,
+}
+
+impl VideoPromptSet {
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
 }
