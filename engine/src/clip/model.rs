@@ -294,17 +294,7 @@ impl ClipModel {
         labels: &[S],
         background: &[S],
     ) -> Result<PromptSet> {
-        let texts: Vec<String> = labels
-            .iter()
-            .chain(background)
-            .map(|t| t.as_ref().trim().to_string())
-            .collect();
-        if let Some(i) = texts.iter().position(String::is_empty) {
-            return Err(EngineError::Config(format!(
-                "prompt {} is empty — give each prompt some text",
-                i + 1
-            )));
-        }
+        let texts = super::scoring::prompt_texts(labels, background)?;
         let mut ws = ClipWorkspace::default();
         let embeds = self.encode_prompts(&texts, &mut ws)?.embeds.to_vec();
         PromptSet::new(

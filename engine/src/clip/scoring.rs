@@ -33,6 +33,28 @@ pub fn softmax(xs: &mut [f32]) {
     xs.iter_mut().for_each(|x| *x *= inv);
 }
 
+/// Labels then background prompts, trimmed; an error if there is no label or a prompt is
+/// empty.
+pub fn prompt_texts<S: AsRef<str>>(labels: &[S], background: &[S]) -> Result<Vec<String>> {
+    if labels.is_empty() {
+        return Err(EngineError::Config(
+            "give at least one prompt to score against".into(),
+        ));
+    }
+    let texts: Vec<String> = labels
+        .iter()
+        .chain(background)
+        .map(|t| t.as_ref().trim().to_string())
+        .collect();
+    if let Some(i) = texts.iter().position(String::is_empty) {
+        return Err(EngineError::Config(format!(
+            "prompt {} is empty — give each prompt some text",
+            i + 1
+        )));
+    }
+    Ok(texts)
+}
+
 /// The prompts a stream is scored against: the user's labels first, then the background
 /// prompts, each with its unit text embedding.
 #[derive(Debug, Clone)]

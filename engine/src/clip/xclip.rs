@@ -612,22 +612,7 @@ impl XClipModel {
         labels: &[S],
         background: &[S],
     ) -> Result<VideoPromptSet> {
-        let texts: Vec<String> = labels
-            .iter()
-            .chain(background)
-            .map(|t| t.as_ref().trim().to_string())
-            .collect();
-        if labels.is_empty() {
-            return Err(EngineError::Config(
-                "give at least one prompt to score clips against".into(),
-            ));
-        }
-        if let Some(i) = texts.iter().position(String::is_empty) {
-            return Err(EngineError::Config(format!(
-                "prompt {} is empty — give each prompt some text",
-                i + 1
-            )));
-        }
+        let texts = super::scoring::prompt_texts(labels, background)?;
         let mut ws = XClipWorkspace::default();
         let projected = self.encode_prompts(&texts, &mut ws)?.projected.to_vec();
         Ok(VideoPromptSet {
