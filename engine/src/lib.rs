@@ -22,10 +22,13 @@
 //! - [`bench`](mod@bench) — the step benchmark behind `vigil bench`.
 //! - [`roofline`] — a GPU performance MODEL of the CUDA step (datasheet roofline, per
 //!   layer and kernel), behind the `gpu_model` example; never a measurement.
+//! - [`clip`] — CLIP / X-CLIP encoders from Hugging Face folders for open-vocabulary
+//!   labels and text search ([`clip::ClipModel`], [`clip::XClipModel`]).
 //! - [`EngineError`] — the one error type of this crate.
 
 pub mod backend;
 pub mod bench;
+pub mod clip;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
