@@ -40,6 +40,11 @@ impl Labels {
         }
     }
 
+    /// Labels from names given in code (e.g. the prompts of a zero-shot model).
+    pub fn from_names(names: Vec<String>) -> Labels {
+        Labels { names }
+    }
+
     pub fn name(&self, i: usize) -> &str {
         self.names.get(i).map(String::as_str).unwrap_or("?")
     }

@@ -59,6 +59,30 @@ pub enum PipelineError {
         #[source]
         source: EngineError,
     },
+    /// A CLIP or X-CLIP model folder could not be loaded (its errors name the file, the
+    /// tensor or the config field, with a hint).
+    #[error(
+        "cannot load {path}: {}",
+        with_hint(source, "pass a Hugging Face CLIP folder (config.json + model.safetensors) to --clip, an X-CLIP one to --xclip")
+    )]
+    Clip {
+        path: PathBuf,
+        #[source]
+        source: EngineError,
+    },
+    /// A CLIP/X-CLIP reference file could not be used.
+    #[error(
+        "reference {path}: {}",
+        with_hint(
+            source,
+            "pass a reference file made by gen_clip_fixtures.py (pixel_values [N,3,S,S] for --clip, [T,F,3,S,S] for --xclip)"
+        )
+    )]
+    Reference {
+        path: PathBuf,
+        #[source]
+        source: EngineError,
+    },
     /// The label file could not be loaded or does not fit the model.
     #[error(
         "cannot load labels {path}: {}",
@@ -139,6 +163,8 @@ impl PipelineError {
             | PipelineError::Model { .. }
             | PipelineError::Labels { .. }
             | PipelineError::Fixture { .. }
+            | PipelineError::Clip { .. }
+            | PipelineError::Reference { .. }
             | PipelineError::Config { .. }
             | PipelineError::Usage { .. }
             | PipelineError::Property { .. }
@@ -154,6 +180,11 @@ impl PipelineError {
                     | EngineError::NotTflite { .. }
                     | EngineError::NotMovinet { .. }
                     | EngineError::LabelCount { .. }
+                    | EngineError::NotClip { .. }
+                    | EngineError::TensorMissing { .. }
+                    | EngineError::TensorShape { .. }
+                    | EngineError::TensorDtype { .. }
+                    | EngineError::ClipInput(_)
             ),
             PipelineError::Glib(_)
             | PipelineError::GlibBool(_)

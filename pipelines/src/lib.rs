@@ -9,6 +9,9 @@
 //! - [`runtime::Runtime`] — the in-process runtime: start it on an engine, add and remove
 //!   streams, query their status, subscribe to labels/events/status, take snapshots, shut
 //!   it down (draining). Everything else serves it.
+//! - [`analyzer::Analyzer`] — what the runtime runs on each batch: the MoViNet engine,
+//!   CLIP zero-shot labels over windows ([`analyzer::ZeroShot`]) or X-CLIP sliding clips
+//!   ([`analyzer::VideoClips`]).
 //! - [`source::SourceSpec`] — a parsed source (`rtsp://`, file, `v4l2://`, `test:`, `gst:`,
 //!   fixture), shown with credentials masked ([`redact`]).
 //! - [`pipeline::build_pipeline`] (GStreamer pipeline building), [`frame_path`] (resampling
@@ -30,6 +33,7 @@
 //! - [`ingest_bench`] — the decode/resample/convert benchmark behind `vigil bench --ingest`.
 //! - [`PipelineError`] — the one error type of this crate.
 
+pub mod analyzer;
 pub mod bus;
 pub mod cli;
 pub mod config;

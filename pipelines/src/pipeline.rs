@@ -3,7 +3,7 @@
 //! hanging on a stuck element; [`init_gstreamer`] initialises GStreamer once.
 //!
 //! Every pipeline ends in the same tail:
-//! `queue ! videoconvert ! [aspectratiocrop 1/1] ! videoscale ! appsink(video/x-raw,format=RGB,width=S,height=S)`.
+//! `queue ! videoconvert ! [aspectratiocrop 1/1] ! videoscale [method=catrom] ! appsink(video/x-raw,format=RGB,width=S,height=S)`.
 //!
 //! Properties are set through [`set_prop`] and [`set_prop_str`], which check that the
 //! property exists, is writable and accepts the value before setting it: glib's own
@@ -17,7 +17,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
-use crate::source::{Aspect, RtspTransport, SourceKind, SourceSpec, StreamOptions};
+use crate::source::{Aspect, RtspTransport, Scaling, SourceKind, SourceSpec, StreamOptions};
 use crate::{PipelineError, Result};
 
 /// The error for property `name` of `obj`.
@@ -153,6 +153,9 @@ pub fn build_pipeline(
     let convert = make("videoconvert")?;
     let scale = make("videoscale")?;
     set_prop(&scale, "add-borders", false)?;
+    if opts.scaling == Scaling::Bicubic {
+        set_prop_str(&scale, "method", "catrom")?;
+    }
     let caps = gst_video::VideoCapsBuilder::new()
         .format(gst_video::VideoFormat::Rgb)
         .width(opts.size as i32)

@@ -318,6 +318,17 @@ pub enum Aspect {
     CenterCrop,
 }
 
+/// The filter GStreamer scales frames with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scaling {
+    /// `videoscale`'s default (bilinear): what MoViNet's frames have always used.
+    #[default]
+    Default,
+    /// Catmull-Rom cubic (`videoscale method=catrom`), the kernel of Pillow's BICUBIC
+    /// that CLIP's preprocessing uses; GStreamer widens it when shrinking (antialiased).
+    Bicubic,
+}
+
 /// RTSP lower transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum RtspTransport {
@@ -332,6 +343,8 @@ pub struct StreamOptions {
     /// Model input side (frames are S x S RGB).
     pub size: usize,
     pub aspect: Aspect,
+    /// Scaling filter (a runtime whose analyzer needs one sets it).
+    pub scaling: Scaling,
     pub rate: Rate,
     pub rtsp_transport: RtspTransport,
     /// rtspsrc jitterbuffer latency.
@@ -354,6 +367,7 @@ impl StreamOptions {
         StreamOptions {
             size,
             aspect: Aspect::Squash,
+            scaling: Scaling::Default,
             rate,
             rtsp_transport: RtspTransport::Tcp,
             latency_ms: 200,

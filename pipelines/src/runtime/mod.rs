@@ -64,6 +64,7 @@ pub mod record;
 pub mod snapshot;
 pub mod stream;
 pub mod subscription;
+pub mod window;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -77,6 +78,8 @@ use crossbeam::sync::{Parker, Unparker};
 use parking_lot::{Condvar, Mutex};
 use vigil_engine::{Engine, Labels};
 
+pub use crate::analyzer::{Analyzer, AnalyzerInfo, FrameFit};
+
 pub use metrics::{HistogramSnapshot, MetricsSnapshot};
 pub use record::{
     EndRecord, EventRecord, LabelRecord, RecordKind, RuntimeEvent, StatsRecord, StatusRecord, TopK,
@@ -85,6 +88,7 @@ pub use record::{
 pub use snapshot::Snapshot;
 pub use stream::{StreamInfo, StreamSetup, TopEntry};
 pub use subscription::{Kinds, Overflow, Subscription, SubscriptionOptions};
+pub use window::{WindowOptions, WindowRecord, WindowSubscription};
 
 pub use crate::events::EventConfig;
 use crate::frame_ring::{DropPolicy, FrameRing};
@@ -145,6 +149,8 @@ pub(crate) struct Shared {
     labels: Labels,
     pub(crate) top_k: usize,
     frame_size: usize,
+    fit: FrameFit,
+    info: Option<AnalyzerInfo>,
     pub(crate) stats_interval: Option<Duration>,
     pub(crate) drain_timeout: Duration,
     live_ring: usize,
@@ -216,28 +222,44 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 impl Runtime {
-    /// Start a runtime on `engine`.
+    /// Start a runtime on a MoViNet `engine`.
     pub fn start(engine: Engine, options: RuntimeOptions) -> Result<Runtime> {
-        let size = engine.model().input_size();
-        let device = engine.device_name();
-        let classes = engine.classes();
-        Runtime::spawn(Some(engine), size, classes, device, options)
+        Runtime::start_analyzer(Analyzer::movinet(engine), options)
+    }
+
+    /// Start a runtime on any [`Analyzer`]: MoViNet, CLIP zero-shot or X-CLIP. A CLIP
+    /// analyzer names its classes after its prompts (`options.labels` is ignored) and
+    /// fits every stream's frames its own way (centre crop, bicubic).
+    pub fn start_analyzer(analyzer: Analyzer, options: RuntimeOptions) -> Result<Runtime> {
+        let fit = analyzer.frame_fit();
+        let info = analyzer.info();
+        let device = analyzer.device_name();
+        let mut options = options;
+        if let Some(l) = analyzer.labels() {
+            options.labels = Some(l);
+        }
+        Runtime::spawn(Some(analyzer), fit, Some(info), device, options)
     }
 
     /// Start a runtime without a model: frames are decoded, resampled and delivered
     /// (label records with no classes), for ingest measurements.
     pub fn start_ingest_only(frame_size: usize, options: RuntimeOptions) -> Result<Runtime> {
-        Runtime::spawn(None, frame_size, 0, "none (ingest only)".into(), options)
+        let fit = FrameFit {
+            size: frame_size,
+            forced: None,
+        };
+        Runtime::spawn(None, fit, None, "none (ingest only)".into(), options)
     }
 
     fn spawn(
-        engine: Option<Engine>,
-        frame_size: usize,
-        classes: usize,
+        analyzer: Option<Analyzer>,
+        fit: FrameFit,
+        info: Option<AnalyzerInfo>,
         device: String,
         options: RuntimeOptions,
     ) -> Result<Runtime> {
         crate::pipeline::init_gstreamer()?;
+        let classes = info.as_ref().map_or(0, |i| i.outputs);
         let labels = match options.labels {
             Some(l) if l.len() == classes || classes == 0 => l,
             Some(l) => {
@@ -258,7 +280,9 @@ impl Runtime {
             closing: AtomicBool::new(false),
             labels,
             top_k: options.top_k.clamp(1, MAX_TOP),
-            frame_size,
+            frame_size: fit.size,
+            fit,
+            info,
             stats_interval: options.stats_interval.filter(|d| !d.is_zero()),
             drain_timeout: options.drain_timeout,
             live_ring: options.live_ring.max(1),
@@ -271,7 +295,7 @@ impl Runtime {
         });
         let worker = Worker::new(
             shared.clone(),
-            engine,
+            analyzer,
             Planner::new(options.batch),
             parker,
             rx,
@@ -308,6 +332,12 @@ impl Runtime {
     /// Side of the square RGB frames the model takes.
     pub fn frame_size(&self) -> usize {
         self.shared().frame_size
+    }
+
+    /// What runs on the frames (`None`: ingest only): kind, description, warning, how
+    /// many classes are reported, the default sampling rate.
+    pub fn analyzer(&self) -> Option<&AnalyzerInfo> {
+        self.shared().info.as_ref()
     }
 
     /// The engine's device, e.g. `cpu (2 threads)`.
@@ -394,6 +424,10 @@ impl Runtime {
             .send(Command::Add {
                 entry: entry.clone(),
                 events: setup.events.clone(),
+                fps: match setup.options.rate {
+                    crate::resample::Rate::Fps(f) => Some(f),
+                    crate::resample::Rate::Native => None,
+                },
                 ack: ack_tx,
             })
             .map_err(release)?;
@@ -408,6 +442,10 @@ impl Runtime {
         }
         let mut options = setup.options.clone();
         options.size = shared.frame_size;
+        if let Some((aspect, scaling)) = shared.fit.forced {
+            options.aspect = aspect;
+            options.scaling = scaling;
+        }
         let ctx = StreamCtx {
             name: setup.name.clone(),
             spec: setup.source.clone(),
@@ -467,6 +505,14 @@ impl Runtime {
         let shared = self.shared();
         let entries: Vec<Arc<StreamEntry>> = shared.streams.lock().values().cloned().collect();
         entries.iter().map(|e| e.info(&shared.labels)).collect()
+    }
+
+    /// Subscribe to window embeddings (CLIP and X-CLIP analyzers; see [`WindowRecord`]):
+    /// what the search store records. Windows from before the call are not replayed.
+    pub fn subscribe_windows(&self, options: WindowOptions) -> WindowSubscription {
+        let (sub, rx) = window::WindowSubscriber::new(options);
+        let _ = self.shared().send(Command::SubscribeWindows(sub));
+        rx
     }
 
     /// Subscribe to records (see [`SubscriptionOptions`]). Records from before the call are

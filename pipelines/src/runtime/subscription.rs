@@ -197,28 +197,40 @@ impl Subscriber {
     }
 
     fn try_deliver(&self, ev: RuntimeEvent, give_up_at: Option<Instant>) -> Delivery {
-        match self.options.overflow {
-            Overflow::DropNewest => match self.tx.try_send(ev) {
-                Ok(()) => Delivery::Sent,
-                Err(channel::TrySendError::Full(_)) => {
-                    self.lost.fetch_add(1, Ordering::Relaxed);
-                    Delivery::Lost
-                }
-                Err(channel::TrySendError::Disconnected(_)) => Delivery::Gone,
-            },
-            Overflow::Block => {
-                let mut ev = ev;
-                loop {
-                    match self.tx.send_timeout(ev, Duration::from_millis(50)) {
-                        Ok(()) => return Delivery::Sent,
-                        Err(channel::SendTimeoutError::Disconnected(_)) => return Delivery::Gone,
-                        Err(channel::SendTimeoutError::Timeout(back)) => {
-                            if give_up_at.is_some_and(|t| Instant::now() >= t) {
-                                self.lost.fetch_add(1, Ordering::Relaxed);
-                                return Delivery::Lost;
-                            }
-                            ev = back;
+        send_with(&self.tx, ev, self.options.overflow, &self.lost, give_up_at)
+    }
+}
+
+/// Send `item` on `tx` under `overflow`: drop it (counted in `lost`) when full, or wait
+/// for room until `give_up_at`.
+pub(crate) fn send_with<T>(
+    tx: &Sender<T>,
+    item: T,
+    overflow: Overflow,
+    lost: &AtomicU64,
+    give_up_at: Option<Instant>,
+) -> Delivery {
+    match overflow {
+        Overflow::DropNewest => match tx.try_send(item) {
+            Ok(()) => Delivery::Sent,
+            Err(channel::TrySendError::Full(_)) => {
+                lost.fetch_add(1, Ordering::Relaxed);
+                Delivery::Lost
+            }
+            Err(channel::TrySendError::Disconnected(_)) => Delivery::Gone,
+        },
+        Overflow::Block => {
+            let mut item = item;
+            loop {
+                match tx.send_timeout(item, Duration::from_millis(50)) {
+                    Ok(()) => return Delivery::Sent,
+                    Err(channel::SendTimeoutError::Disconnected(_)) => return Delivery::Gone,
+                    Err(channel::SendTimeoutError::Timeout(back)) => {
+                        if give_up_at.is_some_and(|t| Instant::now() >= t) {
+                            lost.fetch_add(1, Ordering::Relaxed);
+                            return Delivery::Lost;
                         }
+                        item = back;
                     }
                 }
             }

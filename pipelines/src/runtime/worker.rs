@@ -1,13 +1,15 @@
-//! The runtime's worker thread: it owns the [`Engine`] and every stream's session and
-//! event detector, and runs the loop — take commands (add, remove, subscribe, shutdown),
-//! turn phase changes into status records, ask the [`Planner`] for a batch, step the
-//! engine once, and publish labels and events to the subscribers.
+//! The runtime's worker thread: it owns the [`Analyzer`] (MoViNet engine, CLIP zero-shot
+//! or X-CLIP) and every stream's session and event detector, and runs the loop — take
+//! commands (add, remove, subscribe, shutdown), turn phase changes into status records,
+//! ask the [`Planner`] for a batch, step the analyzer once, and publish labels, events and
+//! (CLIP family) window embeddings to the subscribers.
 //!
 //! The per-frame path allocates nothing and takes no lock: frames are borrowed from the
-//! rings, ids, frame references and logits live in buffers that only grow, records carry
-//! `Arc<str>` names and fixed-size [`TopK`]s, and counters shared with queries are atomics.
-//! Allocation happens on the control path only (a stream added, a status change, an event,
-//! logits for a subscriber that asked for them).
+//! rings, sessions and results live in buffers that only grow ([`StepOutput`]), records
+//! carry `Arc<str>` names and fixed-size [`TopK`]s, and counters shared with queries are
+//! atomics. Allocation happens on the control path only (a stream added, a status change,
+//! an event, logits for a subscriber that asked for them, a window due for the search
+//! store — once per window length per stream).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,14 +18,16 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam::channel::{Receiver, Sender};
 use crossbeam::sync::Parker;
-use vigil_engine::{Engine, SessionId};
 
 use super::record::{
     EndRecord, EventRecord, LabelRecord, RecordKind, RuntimeEvent, StatsRecord, StatusRecord, TopK,
 };
+use super::snapshot::Snapshot;
 use super::stream::StreamEntry;
 use super::subscription::{Delivery, Subscriber};
+use super::window::{WindowRecord, WindowSubscriber};
 use super::Shared;
+use crate::analyzer::{Analyzer, Session, StepOutput, WindowOut};
 use crate::events::{softmax_into, EndReason, Event, EventConfig, EventDetector};
 use crate::frame_ring::Frame;
 use crate::scheduler::{Cadence, LaneView, Planner};
@@ -35,6 +39,8 @@ pub(crate) enum Command {
     Add {
         entry: Arc<StreamEntry>,
         events: Option<EventConfig>,
+        /// the stream's sampling rate (`None`: native), for the analyzer's state
+        fps: Option<f64>,
         ack: Sender<Result<()>>,
     },
     Remove {
@@ -42,6 +48,7 @@ pub(crate) enum Command {
         ack: Sender<()>,
     },
     Subscribe(Subscriber),
+    SubscribeWindows(WindowSubscriber),
     Shutdown,
 }
 
@@ -53,7 +60,7 @@ const JOIN_WAIT: Duration = Duration::from_secs(5);
 /// One stream as the worker sees it.
 struct Lane {
     entry: Arc<StreamEntry>,
-    session: Option<SessionId>,
+    session: Option<Session>,
     detector: Option<EventDetector>,
     /// connection generation of the last frame fed
     generation: u64,
@@ -68,32 +75,26 @@ struct Lane {
     last_status: Option<(StreamPhase, Option<String>)>,
 }
 
-/// Reuse one allocation for a step's borrowed frame slices: a `Vec<&[u8]>` cannot outlive
-/// the frames it borrows, so between steps its (empty) buffer is kept with a `'static`
-/// element type. Collecting an empty `vec::IntoIter` through `map` reuses its allocation
-/// (in-place iteration; same element layout).
-fn rebind<'a, 'b>(mut v: Vec<&'a [u8]>) -> Vec<&'b [u8]> {
-    v.clear();
-    v.into_iter().map(|_| -> &'b [u8] { &[] }).collect()
-}
-
 pub(crate) struct Worker {
     shared: Arc<Shared>,
-    engine: Option<Engine>,
+    analyzer: Option<Analyzer>,
+    /// values per result row (classes, or prompts with background) and how many of them
+    /// are reported (top-k, events)
     classes: usize,
+    reported: usize,
     planner: Planner,
     parker: Parker,
     commands: Receiver<Command>,
     lanes: Vec<Lane>,
     views: Vec<LaneView>,
     batch: Vec<usize>,
-    ids: Vec<SessionId>,
+    sessions: Vec<Session>,
     held: Vec<Frame>,
-    refs: Vec<&'static [u8]>,
-    logits: Vec<f32>,
+    out: StepOutput,
     probs: Vec<f32>,
     events: Vec<Event>,
     subscribers: Vec<Subscriber>,
+    window_subscribers: Vec<WindowSubscriber>,
     reaping: Vec<JoinHandle<()>>,
     draining_since: Option<Instant>,
     last_tick: Instant,
@@ -103,30 +104,34 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        engine: Option<Engine>,
+        analyzer: Option<Analyzer>,
         planner: Planner,
         parker: Parker,
         commands: Receiver<Command>,
     ) -> Worker {
-        let classes = engine.as_ref().map(|e| e.classes()).unwrap_or(0);
+        let (classes, reported) = shared
+            .info
+            .as_ref()
+            .map_or((0, 0), |i| (i.outputs, i.reported));
         let cap = planner.policy().max_batch.min(256);
         Worker {
             shared,
-            engine,
+            analyzer,
             classes,
+            reported,
             planner,
             parker,
             commands,
             lanes: Vec::new(),
             views: Vec::new(),
             batch: Vec::with_capacity(cap),
-            ids: Vec::with_capacity(cap),
+            sessions: Vec::with_capacity(cap),
             held: Vec::with_capacity(cap),
-            refs: Vec::with_capacity(cap),
-            logits: vec![0f32; cap * classes],
+            out: StepOutput::default(),
             probs: Vec::with_capacity(classes),
             events: Vec::with_capacity(16),
             subscribers: Vec::new(),
+            window_subscribers: Vec::new(),
             reaping: Vec::new(),
             draining_since: None,
             last_tick: Instant::now(),
@@ -153,6 +158,7 @@ impl Worker {
         self.join_ingest_threads(JOIN_WAIT);
         // dropping the subscribers closes their channels: readers see the end
         self.subscribers.clear();
+        self.window_subscribers.clear();
         self.shared.notify_idle();
         r
     }
@@ -195,8 +201,13 @@ impl Worker {
     fn take_commands(&mut self) -> Result<()> {
         while let Ok(cmd) = self.commands.try_recv() {
             match cmd {
-                Command::Add { entry, events, ack } => {
-                    let r = self.add_lane(entry, events);
+                Command::Add {
+                    entry,
+                    events,
+                    fps,
+                    ack,
+                } => {
+                    let r = self.add_lane(entry, events, fps);
                     let _ = ack.send(r);
                 }
                 Command::Remove { id, ack } => {
@@ -206,6 +217,7 @@ impl Worker {
                     let _ = ack.send(());
                 }
                 Command::Subscribe(s) => self.subscribers.push(s),
+                Command::SubscribeWindows(s) => self.window_subscribers.push(s),
                 Command::Shutdown => {
                     if self.draining_since.is_none() {
                         tracing::info!(streams = self.lanes.len(), "shutting down; draining");
@@ -220,17 +232,22 @@ impl Worker {
         Ok(())
     }
 
-    fn add_lane(&mut self, entry: Arc<StreamEntry>, events: Option<EventConfig>) -> Result<()> {
+    fn add_lane(
+        &mut self,
+        entry: Arc<StreamEntry>,
+        events: Option<EventConfig>,
+        fps: Option<f64>,
+    ) -> Result<()> {
         if self.draining_since.is_some() {
             return Err(PipelineError::RuntimeStopped);
         }
-        let session = match self.engine.as_mut() {
-            Some(e) => Some(e.open_session()?),
+        let session = match self.analyzer.as_mut() {
+            Some(a) => Some(a.open_session(fps)?),
             None => None,
         };
         self.update_sessions();
-        let detector = match (&self.engine, events) {
-            (Some(_), Some(cfg)) => Some(EventDetector::new(cfg, self.classes)),
+        let detector = match (&self.analyzer, events) {
+            (Some(_), Some(cfg)) => Some(EventDetector::new(cfg, self.reported)),
             _ => None,
         };
         tracing::info!(stream = %entry.name, source = %entry.shown, "stream added");
@@ -251,7 +268,11 @@ impl Worker {
     }
 
     fn update_sessions(&self) {
-        let n = self.engine.as_ref().map(|e| e.session_count()).unwrap_or(0);
+        let n = self
+            .analyzer
+            .as_ref()
+            .map(|a| a.session_count())
+            .unwrap_or(0);
         self.shared.sessions.store(n, Ordering::Relaxed);
     }
 
@@ -366,8 +387,12 @@ impl Worker {
             self.publish(RuntimeEvent::Status(rec));
         }
         let lane = self.lanes.swap_remove(i);
-        if let (Some(engine), Some(id)) = (self.engine.as_mut(), lane.session) {
-            engine.close_session(id)?;
+        if let (Some(analyzer), Some(id)) = (self.analyzer.as_mut(), lane.session) {
+            if let Some(last) = analyzer.close_session(id)? {
+                // the stream's last seconds, not yet in a stored window
+                let end = SystemTime::now();
+                self.publish_window(&lane.entry.name, last.window, &last.embedding, end, None);
+            }
         }
         self.update_sessions();
         let e = &lane.entry;
@@ -428,11 +453,11 @@ impl Worker {
         }
     }
 
-    /// One engine step over the planned batch, then labels and events out.
+    /// One analyzer step over the planned batch, then labels, events and windows out.
     fn step(&mut self) -> Result<()> {
         let span = tracing::debug_span!("batch", size = self.batch.len());
         let _enter = span.enter();
-        self.ids.clear();
+        self.sessions.clear();
         self.held.clear();
         let mut k = 0;
         while k < self.batch.len() {
@@ -445,8 +470,8 @@ impl Worker {
             let restarted = frame.generation != lane.generation;
             if restarted {
                 lane.generation = frame.generation;
-                if let (Some(engine), Some(id)) = (self.engine.as_mut(), lane.session) {
-                    engine.reset_session(id)?;
+                if let (Some(analyzer), Some(id)) = (self.analyzer.as_mut(), lane.session) {
+                    analyzer.reset_session(id)?;
                 }
                 tracing::info!(stream = %lane.entry.name, generation = frame.generation, "session reset (reconnect or loop)");
                 if !lane.detector_fresh {
@@ -460,23 +485,21 @@ impl Worker {
                 self.publish_events(i);
             }
             if let Some(id) = self.lanes[i].session {
-                self.ids.push(id);
+                self.sessions.push(id);
             }
             self.held.push(frame);
             k += 1;
         }
         let n = self.held.len();
         let classes = self.classes;
-        if self.logits.len() < n * classes {
-            self.logits.resize(n * classes, 0.0); // grows to the largest batch once
-        }
         let started = Instant::now();
-        if let Some(engine) = self.engine.as_mut() {
-            let mut refs = rebind(std::mem::take(&mut self.refs));
-            refs.extend(self.held.iter().map(|f| f.data()));
-            let r = engine.step(&self.ids, &refs, &mut self.logits[..n * classes]);
-            self.refs = rebind(refs);
-            r?;
+        match self.analyzer.as_mut() {
+            Some(analyzer) => analyzer.step(&self.sessions, &self.held, &mut self.out)?,
+            None => {
+                // ingest only: every frame is "scored" with no classes
+                self.out.prepare(n, 0, 0);
+                self.out.scored[..n].fill(true);
+            }
         }
         let metrics = &self.shared.metrics;
         metrics
@@ -491,24 +514,12 @@ impl Worker {
         let now = SystemTime::now();
         for k in 0..n {
             let i = self.batch[k];
-            let logits_range = k * classes..(k + 1) * classes;
             let (seq, pts_ns, arrived) = {
                 let f = &self.held[k];
                 (f.seq, f.pts_ns, f.arrived)
             };
             let entry = self.lanes[i].entry.clone();
             entry.frames.fetch_add(1, Ordering::Relaxed);
-            let top = if classes > 0 {
-                let logits = &self.logits[logits_range.clone()];
-                softmax_into(logits, &mut self.probs);
-                let lane = &mut self.lanes[i];
-                lane.last_logits.copy_from_slice(logits);
-                lane.has_logits = true;
-                TopK::from_probs(&self.probs, self.shared.top_k)
-            } else {
-                TopK::default()
-            };
-            entry.top.store(&top);
             let latency = arrived.elapsed();
             self.shared
                 .metrics
@@ -517,6 +528,25 @@ impl Worker {
             if entry.snapshot.wanted() {
                 entry.snapshot.offer(&self.held[k]);
             }
+            if let Some(w) = self.out.windows[k].filter(|w| w.store) {
+                if !self.window_subscribers.is_empty() {
+                    self.window_out(k, w, now.checked_sub(latency).unwrap_or(now));
+                }
+            }
+            if !self.out.scored[k] {
+                continue; // X-CLIP: this frame joined its clip; no clip was due
+            }
+            let top = if classes > 0 {
+                let logits = self.out.row(k);
+                softmax_into(logits, &mut self.probs);
+                let lane = &mut self.lanes[i];
+                lane.last_logits.copy_from_slice(logits);
+                lane.has_logits = true;
+                TopK::from_probs(&self.probs[..self.reported], self.shared.top_k)
+            } else {
+                TopK::default()
+            };
+            entry.top.store(&top);
             let lane = &mut self.lanes[i];
             if let Some(det) = &mut lane.detector {
                 det.update(&self.probs, pts_ns, &mut self.events);
@@ -530,8 +560,7 @@ impl Worker {
                     ts: now,
                     latency,
                     top,
-                    logits: (want_logits && classes > 0)
-                        .then(|| Arc::from(&self.logits[logits_range])),
+                    logits: (want_logits && classes > 0).then(|| Arc::from(self.out.row(k))),
                 };
                 self.publish(RuntimeEvent::Label(rec));
             }
@@ -541,6 +570,66 @@ impl Worker {
             self.lanes[self.batch[k]].entry.ring.recycle(frame);
         }
         Ok(())
+    }
+
+    /// Row `k`'s window, due for the store, to the window subscribers (`end`: the wall
+    /// time of its newest frame).
+    fn window_out(&mut self, k: usize, w: WindowOut, end: SystemTime) {
+        let frame = &self.held[k];
+        let stream = self.lanes[self.batch[k]].entry.name.clone();
+        let snapshot = self
+            .window_subscribers
+            .iter()
+            .any(|s| s.options.snapshots)
+            .then(|| Snapshot {
+                stream: stream.to_string(),
+                width: self.shared.frame_size,
+                height: self.shared.frame_size,
+                rgb: frame.data().to_vec(),
+                seq: frame.seq,
+                pts_ns: frame.pts_ns,
+                captured: end,
+            });
+        let embedding = std::mem::take(&mut self.out.embeds);
+        let d = self.out.embed_dim;
+        self.publish_window(&stream, w, &embedding[k * d..(k + 1) * d], end, snapshot);
+        self.out.embeds = embedding;
+    }
+
+    /// Normalise `embedding` and hand the window to every window subscriber.
+    fn publish_window(
+        &mut self,
+        stream: &Arc<str>,
+        w: WindowOut,
+        embedding: &[f32],
+        end: SystemTime,
+        snapshot: Option<Snapshot>,
+    ) {
+        if self.window_subscribers.is_empty() || embedding.is_empty() {
+            return;
+        }
+        let norm = embedding.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let inv = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+        let unit: Arc<[f32]> = embedding.iter().map(|v| v * inv).collect();
+        let span = Duration::from_nanos(w.end_ns.saturating_sub(w.start_ns));
+        let rec = WindowRecord {
+            stream: stream.clone(),
+            start_pts_ns: w.start_ns,
+            end_pts_ns: w.end_ns,
+            start: end.checked_sub(span).unwrap_or(end),
+            end,
+            frames: w.frames,
+            embedding: unit,
+            snapshot,
+        };
+        tracing::debug!(stream = %stream, frames = w.frames, "window for the store");
+        let give_up = self
+            .draining_since
+            .and_then(|t| t.checked_add(self.shared.drain_timeout));
+        for s in &self.window_subscribers {
+            s.deliver(rec.clone(), give_up);
+        }
+        self.window_subscribers.retain(|s| !s.is_gone());
     }
 
     /// Publish the events collected for lane `i`.
