@@ -29,6 +29,8 @@
 //!   minimum duration.
 //! - [`output::Output`] — JSON lines or text, to stdout or a file ([`output::write_json`]
 //!   for services).
+//! - [`search::WindowStore`] / [`search::Recorder`] / [`search::search`] — window
+//!   embeddings in the data dir's SQLite database and text search over them.
 //! - [`config::WatchConfig`] — the `cameras.toml` of `vigil watch --config`.
 //! - [`ingest_bench`] — the decode/resample/convert benchmark behind `vigil bench --ingest`.
 //! - [`PipelineError`] — the one error type of this crate.
@@ -49,6 +51,7 @@ pub mod redact;
 pub mod resample;
 pub mod runtime;
 pub mod scheduler;
+pub mod search;
 pub mod source;
 pub mod status;
 
