@@ -15,8 +15,25 @@
 //! labels = ["arm wrestling", "archery"]   # labels of interest; default: all
 //! ```
 //!
-//! Relative `model` and `labels` paths are relative to the config file's directory
-//! (sources are taken as written). Unknown keys are errors (a typo must not silently change behaviour).
+//! Open-vocabulary labels instead of `model` (CLIP zero-shot, or X-CLIP with `xclip`):
+//!
+//! ```toml
+//! clip = "models/clip-vit-base-patch32"     # Hugging Face folder; --clip wins
+//! prompts = ["a person climbing a fence", "someone lying on the floor"]
+//! prompts_file = "prompts.txt"              # and/or one prompt per line
+//! background = ["an empty yard"]            # compete, never reported
+//! window = 4.0                              # seconds per score (CLIP); default 4
+//! # stride = 4                              # X-CLIP: frames between clips
+//!
+//! [[stream]]
+//! name = "yard"
+//! uri = "rtsp://10.0.0.5:554/stream1"
+//! fps = 1                                   # default 1 for CLIP
+//! labels = ["a person climbing a fence"]    # events for these prompts only
+//! ```
+//!
+//! Relative `model`, `labels`, `clip`, `xclip` and `prompts_file` paths are relative to
+//! the config file's directory (sources are taken as written). Unknown keys are errors (a typo must not silently change behaviour).
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +80,24 @@ pub struct WatchConfig {
     pub model: Option<PathBuf>,
     #[serde(default)]
     pub labels: Option<PathBuf>,
+    /// A Hugging Face CLIP folder (zero-shot labels from `prompts`).
+    #[serde(default)]
+    pub clip: Option<PathBuf>,
+    /// A Hugging Face X-CLIP folder (video labels from `prompts`).
+    #[serde(default)]
+    pub xclip: Option<PathBuf>,
+    #[serde(default)]
+    pub prompts: Vec<String>,
+    #[serde(default)]
+    pub prompts_file: Option<PathBuf>,
+    #[serde(default)]
+    pub background: Vec<String>,
+    /// Seconds per CLIP score.
+    #[serde(default)]
+    pub window: Option<f64>,
+    /// X-CLIP: frames between clips.
+    #[serde(default)]
+    pub stride: Option<u32>,
     #[serde(default, rename = "stream")]
     pub streams: Vec<StreamConfig>,
 }
@@ -144,6 +179,33 @@ impl WatchConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.model = cfg.model.map(|m| base.join(m));
         cfg.labels = cfg.labels.map(|m| base.join(m));
+        cfg.clip = cfg.clip.map(|m| base.join(m));
+        cfg.xclip = cfg.xclip.map(|m| base.join(m));
+        cfg.prompts_file = cfg.prompts_file.map(|m| base.join(m));
+        let bad = |why: &str, hint: &str| PipelineError::Config {
+            path: path.to_path_buf(),
+            why: why.into(),
+            hint: hint.into(),
+        };
+        let models = [cfg.model.is_some(), cfg.clip.is_some(), cfg.xclip.is_some()];
+        if models.iter().filter(|&&m| m).count() > 1 {
+            return Err(bad(
+                "more than one of model, clip and xclip",
+                "one analyzer per run: keep one of them (run another vigil for the other)",
+            ));
+        }
+        if cfg.window.is_some_and(|w| !(w > 0.0 && w <= 3600.0)) {
+            return Err(bad(
+                "window must be from more than 0 to 3600 seconds",
+                "e.g. window = 4.0",
+            ));
+        }
+        if cfg.stride.is_some_and(|s| !(1..=1024).contains(&s)) {
+            return Err(bad(
+                "stride must be from 1 to 1024 frames",
+                "e.g. stride = 4",
+            ));
+        }
         for (i, s) in cfg.streams.iter().enumerate() {
             if s.name.trim().is_empty() {
                 return Err(s.err(path, "empty name".into()));
@@ -195,6 +257,47 @@ mod tests {
             Some(Rate::Native)
         );
         assert_eq!(cfg.streams[0].event_config(None).enter, 0.7);
+    }
+
+    #[test]
+    fn parses_clip_settings() {
+        let cfg = WatchConfig::parse(
+            r#"
+            clip = "clip-vit-base-patch32"
+            prompts = ["a person climbing a fence"]
+            prompts_file = "prompts.txt"
+            background = ["an empty yard"]
+            window = 6
+            [[stream]]
+            name = "yard"
+            uri = "test:"
+            fps = 1
+            labels = ["a person climbing a fence"]
+            "#,
+            Path::new("/etc/vigil/cameras.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.clip.as_deref(),
+            Some(Path::new("/etc/vigil/clip-vit-base-patch32"))
+        );
+        assert_eq!(
+            cfg.prompts_file.as_deref(),
+            Some(Path::new("/etc/vigil/prompts.txt"))
+        );
+        assert_eq!(cfg.window, Some(6.0));
+        let p = Path::new("c.toml");
+        for bad in [
+            "model = \"m\"\nclip = \"c\"\n[[stream]]\nname = \"a\"\nuri = \"x\"\n",
+            "clip = \"c\"\nwindow = 0\n[[stream]]\nname = \"a\"\nuri = \"x\"\n",
+            "xclip = \"c\"\nstride = 0\n[[stream]]\nname = \"a\"\nuri = \"x\"\n",
+        ] {
+            let e = WatchConfig::parse(bad, p).unwrap_err();
+            assert!(
+                e.is_user_error() && e.to_string().contains(" — "),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -62,8 +62,8 @@ pub enum PipelineError {
     /// A CLIP or X-CLIP model folder could not be loaded (its errors name the file, the
     /// tensor or the config field, with a hint).
     #[error(
-        "cannot load {path}: {}",
-        with_hint(source, "pass a Hugging Face CLIP folder (config.json + model.safetensors) to --clip, an X-CLIP one to --xclip")
+        "{}",
+        with_hint(source, &format!("{} must be a Hugging Face CLIP folder (config.json + model.safetensors) for --clip, an X-CLIP one for --xclip", path.display()))
     )]
     Clip {
         path: PathBuf,
@@ -72,11 +72,8 @@ pub enum PipelineError {
     },
     /// A CLIP/X-CLIP reference file could not be used.
     #[error(
-        "reference {path}: {}",
-        with_hint(
-            source,
-            "pass a reference file made by gen_clip_fixtures.py (pixel_values [N,3,S,S] for --clip, [T,F,3,S,S] for --xclip)"
-        )
+        "reference {path}: {} — pass a reference file made by gen_clip_fixtures.py (pixel_values [N,3,S,S] for --clip, [T,F,3,S,S] for --xclip)",
+        reference_detail(source)
     )]
     Reference {
         path: PathBuf,
@@ -150,6 +147,15 @@ fn with_hint(err: &EngineError, hint: &str) -> String {
         msg
     } else {
         format!("{msg} — {hint}")
+    }
+}
+
+/// What is wrong with a reference file, without repeating its path.
+fn reference_detail(err: &EngineError) -> String {
+    match err {
+        EngineError::Fixture { why, .. } => why.clone(),
+        EngineError::ClipInput(why) => why.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -3,6 +3,9 @@
 //! service publishing records (server-sent events, MQTT, webhooks).
 //!
 //! Record shapes (one JSON object per line):
+//! - CLIP/X-CLIP runs open with `{"analyzer":"clip"|"xclip","model","labels":[..],
+//!   "background":[..],"warning"}` (the prompts are the labels; `warning` when the model
+//!   is a random-weight test model);
 //! - fixture frame: `{"frame":i,"top":[{"label","index","score"}],"logits":[..]}`
 //! - stream frame: `{"stream","seq","pts_ms","ts","top":[..],"latency_ms"}` (+ `"logits"`)
 //! - event: `{"event":"start"|"end","stream","label","score","pts_ms","ts"}` (+ `"reason"` on
@@ -48,6 +51,8 @@ pub struct Output {
     target: String,
     format: Format,
     labels: Labels,
+    /// the first `reported` labels are reported; the rest are background prompts
+    reported: usize,
     top_k: usize,
     with_logits: bool,
     /// redraw one line per stream (text on a terminal)
@@ -87,6 +92,7 @@ impl Output {
             writer,
             target: target.to_string(),
             format,
+            reported: labels.len(),
             labels,
             top_k: top_k.max(1),
             with_logits,
@@ -116,6 +122,48 @@ impl Output {
 
     pub fn labels(&self) -> &Labels {
         &self.labels
+    }
+
+    /// Only the first `n` labels are reported (the others are CLIP background prompts,
+    /// which take probability but are never shown as a label).
+    pub fn set_reported(&mut self, n: usize) {
+        self.reported = n.min(self.labels.len());
+    }
+
+    /// The analyzer's description line (CLIP family; MoViNet runs print none).
+    pub fn analyzer(&mut self, info: &crate::analyzer::AnalyzerInfo) -> Result<()> {
+        self.line.clear();
+        match self.format {
+            Format::Jsonl => {
+                let names = |r: std::ops::Range<usize>| -> Vec<&str> {
+                    r.map(|i| self.labels.name(i)).collect()
+                };
+                let rec = AnalyzerJson {
+                    analyzer: info.kind,
+                    model: &info.description,
+                    labels: names(0..self.reported),
+                    background: names(self.reported..self.labels.len()),
+                    warning: info.warning.as_deref(),
+                };
+                serde_json::to_writer(&mut self.line, &rec).map_err(json_err)?;
+            }
+            Format::Text => {
+                let _ = write!(self.line, "model: {}", info.description);
+                if let Some(w) = &info.warning {
+                    let _ = write!(self.line, "\nwarning: {w}");
+                }
+            }
+        }
+        self.permanent()
+    }
+
+    /// The top of `logits` over the reported labels, into `self.top`.
+    fn top_of(&mut self, logits: &[f32]) {
+        let hidden = self.labels.len().saturating_sub(self.reported);
+        vigil_engine::labels::softmax_top_k(logits, self.top_k + hidden, &mut self.top);
+        let reported = self.reported;
+        self.top.retain(|&(c, _)| c < reported);
+        self.top.truncate(self.top_k);
     }
 
     /// One fixture frame.
@@ -304,7 +352,7 @@ impl Output {
             return Ok(()); // the error says it all (printed by the caller)
         }
         match &r.last_logits {
-            Some(l) => vigil_engine::labels::softmax_top_k(l, self.top_k, &mut self.top),
+            Some(l) => self.top_of(l),
             None => self.top.clear(),
         }
         let partial = partial_reason(r, stop_reason);
@@ -702,6 +750,16 @@ struct StreamFrame<'a, I: Iterator<Item = (usize, f32)> + Clone> {
     latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     logits: Option<&'a [f32]>,
+}
+
+#[derive(Serialize)]
+struct AnalyzerJson<'a> {
+    analyzer: &'a str,
+    model: &'a str,
+    labels: Vec<&'a str>,
+    background: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'a str>,
 }
 
 #[derive(Serialize)]

@@ -42,9 +42,10 @@ impl ModelDir {
             return Err(EngineError::NotClip {
                 path: dir.to_path_buf(),
                 why: format!(
-                    "config.json describes an {} model, expected {} — use {}",
+                    "config.json describes an {} model, expected {} (pass {} folders with {})",
                     config.family.name(),
                     want.name(),
+                    config.family.name(),
                     match config.family {
                         Family::Clip => "--clip",
                         Family::XClip => "--xclip",

@@ -197,12 +197,15 @@ impl ZeroShot {
         Ok(())
     }
 
+    /// Close a stream: its last window is stored when no window was, or when at least half
+    /// a window of its frames came after the last one stored (the tail of a file).
     pub(crate) fn close_session(&mut self, slot: usize) -> Result<Option<ClosedWindow>> {
         let lane = self.lanes.remove(slot)?;
+        let half = self.window / 2.0;
         Ok(lane.last.and_then(|w| {
             let end = w.end_ns as f64 / 1e9;
             lane.stored_end
-                .is_none_or(|e| end > e)
+                .is_none_or(|e| end - e >= half)
                 .then_some(ClosedWindow {
                     window: WindowOut { store: true, ..w },
                     embedding: lane.last_mean,

@@ -4,9 +4,14 @@
 //!
 //! Subcommands: `inspect` (model summary), `classify` (fixture or sources to the end),
 //! `watch` (long-running, events, reconnects, status lines), `bench` (engine step
-//! benchmark, or `--ingest` decode throughput). `streams` runs a set of streams on a
-//! runtime with a writer thread and the process's signal handling.
+//! benchmark, or `--ingest` decode throughput), `search` (text search over stored
+//! windows). `streams` runs a set of streams on a runtime with a writer thread and the
+//! process's signal handling; `clip` holds the open-vocabulary options (`--clip`,
+//! `--xclip`, prompts, the search store) and the reference-file check; `search` the
+//! search command.
 
+mod clip;
+mod search;
 mod streams;
 
 use std::io::{IsTerminal, Write};
@@ -17,6 +22,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use vigil_engine::{Device, Engine, EngineConfig, Labels, Model, Precision};
 
+use crate::analyzer::Analyzer;
 use crate::config::WatchConfig;
 use crate::events::EventConfig;
 use crate::output::{Format, Output};
@@ -26,8 +32,10 @@ use crate::scheduler::{BatchPolicy, DEFAULT_MAX_BATCH, MAX_BATCH_LIMIT};
 use crate::source::{Aspect, RtspTransport, SourceKind, SourceSpec, StreamOptions};
 use crate::{ingest_bench, PipelineError, Result};
 
+pub use clip::{read_prompt_file, ClipArgs, StoreArgs};
+pub use search::SearchArgs;
 pub use streams::say;
-use streams::{run_streams, RunMode};
+use streams::{run_streams, RunMode, StorePlan};
 
 /// Streaming video action recognition with causal MoViNet stream models.
 #[derive(Debug, Parser)]
@@ -47,6 +55,8 @@ pub enum Command {
     Watch(WatchArgs),
     /// Benchmark the engine step (default) or video ingest (--ingest).
     Bench(BenchArgs),
+    /// Search what the cameras saw by text (windows stored by classify/watch --clip).
+    Search(SearchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -130,9 +140,13 @@ pub struct ClassifyArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
+    pub clip: ClipArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
     pub stream: StreamArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -167,9 +181,13 @@ pub struct WatchArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
+    pub clip: ClipArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
     pub stream: StreamArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +261,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Classify(a) => classify(&a),
         Command::Watch(a) => watch(&a),
         Command::Bench(a) => bench(&a),
+        Command::Search(a) => search::run(&a),
     }
 }
 
@@ -292,11 +311,7 @@ fn make_engine(model: Arc<Model>, args: &EngineArgs) -> Result<Engine> {
 
 /// [`make_engine`] sized for batches of up to `max_batch` streams (`--max-batch`): on a
 /// GPU this sets the workspace and how far the CUDA-graph buckets reach.
-fn make_engine_for(
-    model: Arc<Model>,
-    args: &EngineArgs,
-    max_batch: Option<u32>,
-) -> Result<Engine> {
+fn make_engine_for(model: Arc<Model>, args: &EngineArgs, max_batch: Option<u32>) -> Result<Engine> {
     let engine = Engine::new(
         model,
         &EngineConfig {
@@ -311,14 +326,12 @@ fn make_engine_for(
     Ok(engine)
 }
 
-/// The batch policy for `engine`: `--max-batch`, else 16 on the CPU and the engine's
+/// The batch policy for `analyzer`: `--max-batch`, else 16 on the CPU and the engine's
 /// default on a GPU (4096).
-fn batch_policy(a: &StreamArgs, engine: &Engine) -> BatchPolicy {
-    let gpu = !engine.device_name().starts_with("cpu");
-    let default = if gpu {
-        engine.max_batch()
-    } else {
-        DEFAULT_MAX_BATCH
+fn batch_policy(a: &StreamArgs, analyzer: &Analyzer) -> BatchPolicy {
+    let default = match analyzer.engine() {
+        Some(e) if !e.device_name().starts_with("cpu") => e.max_batch(),
+        _ => DEFAULT_MAX_BATCH,
     };
     BatchPolicy {
         max_batch: a.max_batch.map_or(default, |n| n as usize),
@@ -407,6 +420,7 @@ fn inspect(a: &InspectArgs) -> Result<Outcome> {
 }
 
 fn classify(a: &ClassifyArgs) -> Result<Outcome> {
+    a.clip.check_unused()?;
     let (specs, bad_sources) = parse_sources(&a.sources)?;
     if specs.is_empty() {
         return Ok(Outcome {
@@ -429,33 +443,44 @@ fn classify(a: &ClassifyArgs) -> Result<Outcome> {
             ));
         }
     }
-    let model_path = require_model(&a.engine, None, None)?;
-    let model = load_model(model_path)?;
-    let labels = load_labels(a.output.labels.as_deref(), model.classes())?;
     let fixtures = specs
         .iter()
         .filter(|s| matches!(s.kind, SourceKind::Fixture { .. }))
         .count();
-    if fixtures > 0 {
-        if specs.len() > 1 {
-            return Err(PipelineError::usage(
-                "a fixture cannot be mixed with other sources",
-                "classify one .safetensors fixture at a time",
-            ));
-        }
-        if let SourceKind::Fixture { path } = &specs[0].kind {
-            let (mut out, _) = open_output(&a.output, Format::Jsonl, labels)?;
-            return classify_fixture(path, model, &a.engine, &mut out);
-        }
+    if fixtures > 0 && specs.len() > 1 {
+        return Err(PipelineError::usage(
+            "a fixture cannot be mixed with other sources",
+            "classify one .safetensors fixture at a time",
+        ));
     }
-    let (out, _) = open_output(&a.output, Format::Jsonl, labels.clone())?;
-    let rate = a.stream.fps.unwrap_or(Rate::Fps(model.default_fps()));
+    if let SourceKind::Fixture { path } = &specs[0].kind {
+        if a.clip.model().is_some() {
+            let (mut w, target) = open_writer(&a.output)?;
+            return clip::classify_reference(
+                path,
+                &a.clip,
+                cpu_threads(a.engine.threads),
+                a.engine.device,
+                &mut *w,
+                &target,
+            );
+        }
+        let model = load_model(require_model(&a.engine, None, None)?)?;
+        let labels = load_labels(a.output.labels.as_deref(), model.classes())?;
+        let (mut out, _) = open_output(&a.output, Format::Jsonl, labels)?;
+        return classify_fixture(path, model, &a.engine, &mut out);
+    }
+    let chosen = Chosen::pick(&a.engine, &a.clip, None)?;
+    let labels = chosen.labels(a.output.labels.as_deref())?;
+    let (mut out, _) = open_output(&a.output, Format::Jsonl, labels.clone())?;
+    chosen.announce(&mut out)?;
+    let rate = a.stream.fps.unwrap_or(chosen.default_rate());
     let names = unique_names(specs.iter().map(|s| s.default_name()));
     let setups = specs
         .into_iter()
         .zip(names)
         .map(|(source, name)| {
-            let mut options = stream_options(&a.stream, model.input_size(), rate);
+            let mut options = stream_options(&a.stream, chosen.frame_size(), rate);
             options.reconnect_on_eos = false;
             options.retry_initial = false;
             StreamSetup {
@@ -466,7 +491,8 @@ fn classify(a: &ClassifyArgs) -> Result<Outcome> {
             }
         })
         .collect();
-    let engine = make_engine_for(model, &a.engine, a.stream.max_batch)?;
+    let store = chosen.store_plan(&a.clip, &a.store)?;
+    let analyzer = chosen.into_analyzer(&a.engine, a.stream.max_batch)?;
     let mode = RunMode {
         labels_out: true,
         logits: a.output.logits,
@@ -474,11 +500,137 @@ fn classify(a: &ClassifyArgs) -> Result<Outcome> {
         duration: a.stream.duration,
         partial_is_failure: true,
         top_k: a.output.top as usize,
+        store,
     };
-    let batch = batch_policy(&a.stream, &engine);
-    let mut outcome = run_streams(engine, labels, batch, setups, out, Vec::new(), &mode)?;
+    let batch = batch_policy(&a.stream, &analyzer);
+    let mut outcome = run_streams(analyzer, labels, batch, setups, out, Vec::new(), &mode)?;
     outcome.failed_streams += bad_sources;
     Ok(outcome)
+}
+
+/// The analyzer a classify/watch run uses, chosen (and, for CLIP, loaded with its
+/// prompts) before its streams are set up.
+enum Chosen {
+    Movinet(Arc<Model>),
+    Clip(Box<Analyzer>),
+}
+
+impl Chosen {
+    /// `--model` (or the config's `model`), or `--clip`/`--xclip` with the prompts.
+    fn pick(
+        engine: &EngineArgs,
+        clip: &ClipArgs,
+        config: Option<(&Path, &WatchConfig)>,
+    ) -> Result<Chosen> {
+        if clip.model().is_some() {
+            let labels = clip::prompts(clip, None)?;
+            let a = clip::build_analyzer(clip, labels, cpu_threads(engine.threads), engine.device)?;
+            return Ok(Chosen::Clip(Box::new(a)));
+        }
+        let model_path = require_model(
+            engine,
+            config.and_then(|(_, c)| c.model.as_ref()),
+            config.map(|(p, _)| p),
+        )?;
+        Ok(Chosen::Movinet(load_model(model_path)?))
+    }
+
+    fn frame_size(&self) -> usize {
+        match self {
+            Chosen::Movinet(m) => m.input_size(),
+            Chosen::Clip(a) => a.frame_fit().size,
+        }
+    }
+
+    fn default_rate(&self) -> Rate {
+        Rate::Fps(match self {
+            Chosen::Movinet(m) => m.default_fps(),
+            Chosen::Clip(a) => a.info().default_fps,
+        })
+    }
+
+    /// Names of the outputs: the label file's (MoViNet), the prompts (CLIP).
+    fn labels(&self, label_file: Option<&Path>) -> Result<Labels> {
+        match self {
+            Chosen::Movinet(m) => load_labels(label_file, m.classes()),
+            Chosen::Clip(a) => {
+                if label_file.is_some() {
+                    return Err(PipelineError::usage(
+                        "--labels names a MoViNet model's classes; with --clip/--xclip the labels are the prompts",
+                        "drop --labels (or `labels` in the config)",
+                    ));
+                }
+                a.labels()
+                    .ok_or_else(|| PipelineError::Internal("a CLIP analyzer without labels".into()))
+            }
+        }
+    }
+
+    /// The labels events may be restricted to (not background prompts).
+    fn event_labels(&self, labels: &Labels) -> Labels {
+        match self {
+            Chosen::Movinet(_) => labels.clone(),
+            Chosen::Clip(a) => Labels::from_names(
+                (0..a.info().reported)
+                    .map(|i| labels.name(i).to_string())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// CLIP: a first line describing the model (and its warning); scores over the label
+    /// prompts only.
+    fn announce(&self, out: &mut Output) -> Result<()> {
+        if let Chosen::Clip(a) = self {
+            let info = a.info();
+            out.set_reported(info.reported);
+            out.analyzer(&info)?;
+        }
+        Ok(())
+    }
+
+    /// Where windows are stored (CLIP family, unless `--no-store`).
+    fn store_plan(&self, clip: &ClipArgs, store: &StoreArgs) -> Result<Option<StorePlan>> {
+        let (Chosen::Clip(_), Some((dir, kind))) = (self, clip.model()) else {
+            return Ok(None);
+        };
+        if store.no_store {
+            return Ok(None);
+        }
+        let kind = match kind {
+            clip::ClipKind::Clip => "clip",
+            clip::ClipKind::XClip => "xclip",
+        };
+        Ok(Some(StorePlan {
+            dir: store.data_dir.clone(),
+            snapshots: store.snapshots,
+            model_key: crate::search::model_key(dir, kind)?,
+        }))
+    }
+
+    fn into_analyzer(self, engine: &EngineArgs, max_batch: Option<u32>) -> Result<Analyzer> {
+        match self {
+            Chosen::Movinet(m) => Ok(Analyzer::movinet(make_engine_for(m, engine, max_batch)?)),
+            Chosen::Clip(a) => Ok(*a),
+        }
+    }
+}
+
+/// `--out FILE` or stdout as a plain writer, and its name for errors.
+fn open_writer(args: &OutputArgs) -> Result<(Box<dyn Write + Send>, String)> {
+    match &args.out {
+        Some(p) => {
+            let f = std::fs::File::create(p).map_err(|source| PipelineError::Output {
+                target: p.display().to_string(),
+                source,
+            })?;
+            Ok((
+                Box::new(std::io::BufWriter::new(f)),
+                p.display().to_string(),
+            ))
+        }
+        None => Ok((Box::new(std::io::stdout()), "stdout".into())),
+    }
 }
 
 fn classify_fixture(
@@ -548,27 +700,33 @@ fn watch(a: &WatchArgs) -> Result<Outcome> {
             "pass sources (rtsp://…, files, test:) or --config cameras.toml",
         ));
     }
+    let clip_args = match &config {
+        Some((_, cfg)) => a.clip.with_config(cfg, a.engine.model.is_some()),
+        None => a.clip.clone(),
+    };
+    clip_args.check_unused()?;
     let (cli_specs, bad_sources) = parse_sources(&a.sources)?;
-    let model_path = require_model(
+    let chosen = Chosen::pick(
         &a.engine,
-        config.as_ref().and_then(|(_, c)| c.model.as_ref()),
-        config.as_ref().map(|(p, _)| p.as_path()),
+        &clip_args,
+        config.as_ref().map(|(p, c)| (p.as_path(), c)),
     )?;
-    let model = load_model(model_path)?;
-    let labels_path = a
-        .output
-        .labels
-        .clone()
-        .or_else(|| config.as_ref().and_then(|(_, c)| c.labels.clone()));
-    let labels = load_labels(labels_path.as_deref(), model.classes())?;
-    let default_rate = a.stream.fps.unwrap_or(Rate::Fps(model.default_fps()));
+    let labels_path = a.output.labels.clone().or_else(|| {
+        config
+            .as_ref()
+            .and_then(|(_, c)| c.labels.clone())
+            .filter(|_| matches!(chosen, Chosen::Movinet(_)))
+    });
+    let labels = chosen.labels(labels_path.as_deref())?;
+    let event_labels = chosen.event_labels(&labels);
+    let default_rate = a.stream.fps.unwrap_or(chosen.default_rate());
     let cli_classes = if a.event_labels.is_empty() {
         None
     } else {
-        Some(resolve_labels(&a.event_labels, &labels, |why| {
+        Some(resolve_labels(&a.event_labels, &event_labels, |why| {
             PipelineError::usage(
                 format!("--event-labels: {why}"),
-                "use labels exactly as written in the label file (and pass --labels)",
+                "use labels exactly as written in the label file (and pass --labels), or a --prompt's text",
             )
         })?)
     };
@@ -582,6 +740,7 @@ fn watch(a: &WatchArgs) -> Result<Outcome> {
     default_events.validate().map_err(|why| {
         PipelineError::usage(why, "adjust --enter/--exit/--smoothing/--min-duration")
     })?;
+    let size = chosen.frame_size();
 
     let mut setups = Vec::new();
     // streams whose source cannot even be parsed: reported, the others run
@@ -590,11 +749,11 @@ fn watch(a: &WatchArgs) -> Result<Outcome> {
         for s in &cfg.streams {
             let classes = match &s.labels {
                 None => cli_classes.clone(),
-                Some(names) => Some(resolve_labels(names, &labels, |why| {
+                Some(names) => Some(resolve_labels(names, &event_labels, |why| {
                     PipelineError::Config {
                         path: path.clone(),
                         why: format!("stream {:?}: {why}", s.name),
-                        hint: "use labels exactly as written in the label file (and pass --labels)"
+                        hint: "use labels exactly as written in the label file (and pass --labels), or a prompt's text"
                             .into(),
                     }
                 })?),
@@ -616,7 +775,7 @@ fn watch(a: &WatchArgs) -> Result<Outcome> {
                 Ok(source) => setups.push(StreamSetup {
                     name: s.name.clone(),
                     source,
-                    options: stream_options(&a.stream, model.input_size(), rate),
+                    options: stream_options(&a.stream, size, rate),
                     events: Some(ev),
                 }),
                 Err(e) => {
@@ -640,7 +799,7 @@ fn watch(a: &WatchArgs) -> Result<Outcome> {
         setups.push(StreamSetup {
             name,
             source,
-            options: stream_options(&a.stream, model.input_size(), default_rate),
+            options: stream_options(&a.stream, size, default_rate),
             events: Some(default_events.clone()),
         });
     }
@@ -654,11 +813,13 @@ fn watch(a: &WatchArgs) -> Result<Outcome> {
         Format::Jsonl
     };
     let (mut out, tty) = open_output(&a.output, tty_default, labels.clone())?;
+    chosen.announce(&mut out)?;
     if tty && !a.events_only {
         let names: Vec<String> = setups.iter().map(|s| s.name.clone()).collect();
         out.live(&names, None);
     }
-    let engine = make_engine_for(model, &a.engine, a.stream.max_batch)?;
+    let store = chosen.store_plan(&clip_args, &a.store)?;
+    let analyzer = chosen.into_analyzer(&a.engine, a.stream.max_batch)?;
     let mode = RunMode {
         labels_out: !a.events_only,
         logits: a.output.logits,
@@ -666,9 +827,10 @@ fn watch(a: &WatchArgs) -> Result<Outcome> {
         duration: a.stream.duration,
         partial_is_failure: false,
         top_k: a.output.top as usize,
+        store,
     };
-    let batch = batch_policy(&a.stream, &engine);
-    let mut outcome = run_streams(engine, labels, batch, setups, out, unusable, &mode)?;
+    let batch = batch_policy(&a.stream, &analyzer);
+    let mut outcome = run_streams(analyzer, labels, batch, setups, out, unusable, &mode)?;
     outcome.failed_streams += bad_sources;
     Ok(outcome)
 }

@@ -1,7 +1,8 @@
 //! Running `classify`/`watch` streams on a [`Runtime`]: [`run_streams`] starts the
-//! runtime, adds the streams, hands every record to a writer thread that owns the
-//! [`Output`], and stops on the first of: every stream done, `--duration`, a signal, or a
-//! closed output. [`install_signals`] is the process's SIGINT/SIGTERM handling and [`say`]
+//! runtime on an [`Analyzer`], adds the streams, hands every record to a writer thread
+//! that owns the [`Output`] (and, for CLIP-family analyzers, every window to the search
+//! store's [`Recorder`]), and stops on the first of: every stream done, `--duration`, a
+//! signal, or a closed output. [`install_signals`] is the process's SIGINT/SIGTERM handling and [`say`]
 //! its one way to print a message to the user.
 //!
 //! Nothing here may die on a closed stderr (`vigil … 2>&1 | head`): [`say`] ignores write
@@ -13,15 +14,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use vigil_engine::{Engine, Labels};
+use std::path::PathBuf;
+
+use vigil_engine::Labels;
 
 use super::Outcome;
+use crate::analyzer::Analyzer;
 use crate::output::Output;
 use crate::runtime::{
     Kinds, Overflow, Runtime, RuntimeEvent, RuntimeOptions, StatusRecord, StopHandle, StreamSetup,
-    SubscriptionOptions,
+    SubscriptionOptions, WindowOptions,
 };
 use crate::scheduler::BatchPolicy;
+use crate::search::{Recorder, WindowStore};
 use crate::status::StreamPhase;
 use crate::{PipelineError, Result};
 
@@ -86,6 +91,16 @@ pub(crate) struct RunMode {
     /// Partial results make the command fail (`classify`: exit 3).
     pub partial_is_failure: bool,
     pub top_k: usize,
+    /// Record window embeddings for `vigil search` (CLIP family).
+    pub store: Option<StorePlan>,
+}
+
+/// Where and how windows are stored.
+pub(crate) struct StorePlan {
+    pub dir: PathBuf,
+    pub snapshots: bool,
+    /// [`crate::search::model_key`] of the analyzer's model.
+    pub model_key: String,
 }
 
 /// What the writer thread saw.
@@ -99,10 +114,10 @@ struct Written {
 /// A stream that could not even be set up: (name, masked uri, message).
 pub(crate) type Unusable = (String, String, String);
 
-/// Run `setups` on a runtime over `engine` until they are done (or `--duration`, a
+/// Run `setups` on a runtime over `analyzer` until they are done (or `--duration`, a
 /// signal, a closed output), writing every record to `out`.
 pub(crate) fn run_streams(
-    engine: Engine,
+    analyzer: Analyzer,
     labels: Labels,
     batch: BatchPolicy,
     setups: Vec<StreamSetup>,
@@ -133,8 +148,13 @@ pub(crate) fn run_streams(
             partial: false,
         });
     }
-    let rt = Runtime::start(
-        engine,
+    // the store opens before anything runs: a bad --data-dir is an error up front
+    let store = match &mode.store {
+        Some(plan) => Some((WindowStore::open(&plan.dir)?, plan)),
+        None => None,
+    };
+    let rt = Runtime::start_analyzer(
+        analyzer,
         RuntimeOptions {
             batch,
             labels: Some(labels),
@@ -155,6 +175,17 @@ pub(crate) fn run_streams(
         overflow: Overflow::Block,
         logits: mode.logits,
     });
+    let recorder = match store {
+        Some((store, plan)) => {
+            let windows = rt.subscribe_windows(WindowOptions {
+                capacity: 4096,
+                overflow: Overflow::DropNewest,
+                snapshots: plan.snapshots,
+            });
+            Some(Recorder::start(store, plan.model_key.clone(), windows)?)
+        }
+        None => None,
+    };
     let stopper = rt.stop_handle();
     let writer = std::thread::Builder::new()
         .name("vigil-output".into())
@@ -221,6 +252,20 @@ pub(crate) fn run_streams(
     let written = writer
         .join()
         .map_err(|_| PipelineError::Internal("the output thread panicked".into()))?;
+    if let (Some(r), Some(plan)) = (recorder, &mode.store) {
+        let report = r.finish();
+        tracing::info!(stored = report.stored, snapshots = report.snapshots, dir = %plan.dir.display(), "windows stored");
+        if report.lost > 0 {
+            say(&format!(
+                "{} windows were not stored: the store fell behind — check the disk of {}",
+                report.lost,
+                plan.dir.display()
+            ));
+        }
+        if let Some(e) = report.error {
+            say(&format!("{} windows were not stored: {e}", report.failed));
+        }
+    }
     result?;
     if let Some(e) = written.error {
         return Err(e);
