@@ -21,6 +21,8 @@
 //! - [`config::WatchConfig`] — the `cameras.toml` of `vigil watch --config`.
 //! - [`ingest`] — the decode/resample/convert throughput benchmark behind
 //!   `vigil bench --ingest`.
+//! - [`serve`] — `vigil serve`, the sidecar: HTTP API, SSE, event history, metrics, MQTT,
+//!   webhooks and a live page around the runtime.
 //! - [`PipelineError`] — the one error type of this crate.
 
 pub mod cli;
@@ -32,6 +34,7 @@ pub mod ingest;
 pub mod output;
 pub mod resample;
 pub mod scheduler;
+pub mod serve;
 pub mod source;
 
 pub use error::{PipelineError, Result};
