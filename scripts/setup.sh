@@ -3,6 +3,7 @@
 #   - GStreamer 1.22 dev packages, plugins and gst-rtsp-server (apt)
 #   - for `vigil serve` and its tests: libsqlite3-dev, mosquitto (a real MQTT broker the
 #     tests start on 127.0.0.1), chromium + chromium-driver (the page's browser test)
+#   - schemathesis from PyPI (checks the serve API against its OpenAPI description)
 #   - NVRTC + CUDA runtime headers from PyPI wheels (kernels compile at run time with
 #     NVRTC; no GPU or CUDA toolkit needed to check that they compile)
 # and writes target/vigil-env.sh, which the other scripts source.
@@ -35,6 +36,10 @@ site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pur
 if [ ! -d "$site/nvidia/cuda_nvrtc/lib" ] || [ ! -d "$site/nvidia/cuda_runtime/include" ]; then
   echo "setup: installing NVRTC wheels"
   "$venv/bin/pip" install -q --disable-pip-version-check nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-runtime-cu12==12.9.79
+fi
+if [ ! -x "$venv/bin/schemathesis" ]; then
+  echo "setup: installing schemathesis"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check schemathesis==4.32.5
 fi
 cat > "$root/target/vigil-env.sh" <<ENV
 # written by scripts/setup.sh

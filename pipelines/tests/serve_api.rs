@@ -417,7 +417,7 @@ async fn token_snapshot_openapi_and_page() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 503, "no frame yet");
+    assert_eq!(r.status(), 404, "no frame yet");
     assert_eq!(r.headers()["retry-after"], "1");
     srv.control.frames.lock().unwrap().insert(
         "cam".into(),

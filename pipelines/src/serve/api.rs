@@ -2,8 +2,8 @@
 //!
 //! Every error is `{"error": "...", "hint": "..."}` ([`ApiError`]) with a fitting status:
 //! 400 bad body/URI/query, 401 no token, 404 unknown stream or path, 405 wrong method,
-//! 409 duplicate name or too many streams, 413 body too large, 503 not ready / no frame
-//! yet, 500 internal. The runtime ([`StreamControl`]) is called on blocking threads; adds
+//! 409 duplicate name or too many streams, 413 body too large, 503 not ready (`/readyz`),
+//! 500 internal. A stream without a frame yet has no snapshot: 404 with `Retry-After`. The runtime ([`StreamControl`]) is called on blocking threads; adds
 //! and removes are serialized so "is the name free?" and "add it" are one step.
 
 use std::sync::Arc;
@@ -358,8 +358,9 @@ pub async fn snapshot(
         )
             .into_response()),
         None => {
+            // 404 (not 503): the service is fine, this resource does not exist yet
             let mut resp = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::NOT_FOUND,
                 format!("stream {name:?} has not delivered a frame yet"),
                 "retry when its status is connected",
             )

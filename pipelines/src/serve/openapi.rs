@@ -107,8 +107,7 @@ pub fn document(token: bool) -> Value {
                         "200": { "description": "JPEG", "content": { "image/jpeg": { "schema": { "type": "string", "format": "binary" } } } },
                         "400": error("bad name"),
                         "401": error("missing or wrong token"),
-                        "404": error("no such stream"),
-                        "503": error("no frame yet")
+                        "404": error("no such stream, or no frame yet (then with Retry-After)")
                     }
                 }
             },
