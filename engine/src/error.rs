@@ -50,6 +50,8 @@ pub enum EngineError {
     DeviceUnavailable { device: String, why: String },
     #[error("backend {backend} failed: {why}")]
     Backend { backend: String, why: String },
+    #[error("cannot lower the model into a plan at {layer}: {why} — its layers do not fit together (a hand-built Model, or a bug in import)")]
+    Plan { layer: String, why: String },
     #[error("invalid configuration: {0}")]
     Config(String),
 }
