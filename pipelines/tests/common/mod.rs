@@ -43,8 +43,11 @@ pub fn k600_labels() -> String {
         .into_owned()
 }
 
+/// The binary under test: this build's `vigil`, or `$VIGIL_BIN` (to check that a
+/// regression test fails on an older build).
 pub fn vigil() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    let bin = std::env::var_os("VIGIL_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vigil").into());
+    let mut c = Command::new(bin);
     if std::env::var_os("VIGIL_LOG").is_none() {
         c.env("VIGIL_LOG", "warn");
     }
