@@ -284,7 +284,7 @@ async fn webhooks_retry_in_order_and_never_block() {
     .into_iter()
     .enumerate()
     {
-        srv.send(event(kind, "cam", &format!("label{i}")));
+        srv.send(event(kind, "cam", TEST_LABELS[i]));
     }
     assert!(
         t0.elapsed() < Duration::from_millis(500),
@@ -304,11 +304,7 @@ async fn webhooks_retry_in_order_and_never_block() {
         .iter()
         .map(|(_, v)| v["label"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        labels,
-        ["label0", "label1", "label2", "label3", "label4"],
-        "in order, after two 503s"
-    );
+    assert_eq!(labels, TEST_LABELS, "in order, after two 503s");
     assert_eq!(*receiver.attempts.lock().unwrap(), 7);
     let history: Vec<Value> = srv
         .get("/api/events/history?limit=10")
