@@ -80,6 +80,7 @@ async fn mqtt_topics_survive_a_broker_outage() {
     // the broker goes away: records keep flowing through the service, nothing blocks
     let mut sse = SseReader::open(srv.get("/api/events?kind=label")).await;
     broker.stop();
+    sub.mark();
     let t0 = Instant::now();
     let mut seq = 1;
     let mut slowest = Duration::ZERO;

@@ -102,8 +102,9 @@ async fn serve(
     Ok(())
 }
 
-/// Move runtime records into the hub; count what the subscription dropped.
-fn forward(
+/// Move runtime records into the hub (a thread that ends when the runtime closes the
+/// subscription); count what the subscription dropped.
+pub fn forward(
     sub: Subscription,
     input: HubInput,
     metrics: Arc<super::metrics::Metrics>,

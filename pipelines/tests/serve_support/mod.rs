@@ -449,10 +449,13 @@ impl Drop for Broker {
     }
 }
 
-/// An MQTT subscriber (rumqttc) collecting `(topic, payload, retained)` on a channel.
+/// An MQTT subscriber (rumqttc) keeping every `(topic, payload, retained)` it received.
 pub struct Subscriber {
     pub rx: tokio::sync::mpsc::UnboundedReceiver<(String, String, bool)>,
     task: tokio::task::JoinHandle<()>,
+    seen: Vec<(String, String, bool)>,
+    /// `wait_for` looks at messages from here on (see [`Subscriber::mark`]).
+    from: usize,
 }
 
 impl Subscriber {
@@ -483,10 +486,24 @@ impl Subscriber {
                 }
             }
         });
-        Subscriber { rx, task }
+        Subscriber {
+            rx,
+            task,
+            seen: Vec::new(),
+            from: 0,
+        }
     }
 
-    /// Wait (bounded) for a message on `topic` whose payload satisfies `pred`.
+    /// From now on, `wait_for` ignores what was received before.
+    pub fn mark(&mut self) {
+        while let Ok(m) = self.rx.try_recv() {
+            self.seen.push(m);
+        }
+        self.from = self.seen.len();
+    }
+
+    /// Wait (bounded) for a message on `topic` whose payload satisfies `pred`, received
+    /// since the last [`Subscriber::mark`].
     pub async fn wait_for(
         &mut self,
         limit: Duration,
@@ -494,10 +511,17 @@ impl Subscriber {
         mut pred: impl FnMut(&str) -> bool,
     ) -> Option<(String, bool)> {
         let end = tokio::time::Instant::now() + limit;
+        let mut i = self.from;
         loop {
+            while i < self.seen.len() {
+                let (t, p, retained) = &self.seen[i];
+                i += 1;
+                if t == topic && pred(p) {
+                    return Some((p.clone(), *retained));
+                }
+            }
             match tokio::time::timeout_at(end, self.rx.recv()).await {
-                Ok(Some((t, p, retained))) if t == topic && pred(&p) => return Some((p, retained)),
-                Ok(Some(_)) => {}
+                Ok(Some(m)) => self.seen.push(m),
                 _ => return None,
             }
         }
