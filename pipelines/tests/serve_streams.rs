@@ -309,6 +309,13 @@ fn rss_kib() -> u64 {
         .unwrap()
 }
 
+/// RSS once the removed streams' ingest threads have wound down (a removal returns when
+/// the slot is free; its GStreamer pipeline and thread finish just after).
+async fn settled_rss() -> u64 {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rss_kib()
+}
+
 /// First logits of the next run of stream `x` (subscribed before it is added).
 fn first_logits(sub: &vigil_pipelines::runtime::Subscription) -> Arc<[f32]> {
     loop {
@@ -320,9 +327,45 @@ fn first_logits(sub: &vigil_pipelines::runtime::Subscription) -> Arc<[f32]> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn add_remove_cycles_keep_memory_flat() {
+/// Runs the cycles in a child process started as `vigil serve` runs: with glibc's malloc
+/// arenas capped (`MALLOC_ARENA_MAX=2`, which `vigil serve` sets for itself before its
+/// threads start) — in this test process the harness's threads already own arenas.
+#[test]
+fn add_remove_cycles_keep_memory_flat() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "add_remove_cycles_helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("VIGIL_TEST_CYCLES_CHILD", "1")
+        .env("MALLOC_ARENA_MAX", "2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "{}",
+        stdout
+            .lines()
+            .filter(|l| l.contains("cycles in"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "the helper ran: {stdout}");
+}
+
+/// Not a test by itself: the body of `add_remove_cycles_keep_memory_flat`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn add_remove_cycles_helper() {
+    if std::env::var_os("VIGIL_TEST_CYCLES_CHILD").is_none() {
+        return;
+    }
     let cycles: usize = std::env::var("VIGIL_TEST_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -411,10 +454,10 @@ async fn add_remove_cycles_keep_memory_flat() {
             .unwrap();
         assert_eq!(r.status(), 204, "cycle {i}");
         if i + 1 == 100.min(cycles) {
-            rss_100 = rss_kib();
+            rss_100 = settled_rss().await;
         }
     }
-    let rss_end = rss_kib();
+    let rss_end = settled_rss().await;
     assert_eq!(runtime.sessions(), 0, "every slot freed");
     // re-added: zero state, so its first logits are the first run's
     while logits_sub.try_recv().is_ok() {}

@@ -269,6 +269,7 @@ pub fn load_model(path: &Path) -> Result<Arc<Model>> {
 
 /// `vigil serve`: validate the settings, load the model, run the sidecar until a signal.
 fn serve(a: &ServeCmd) -> Result<Outcome> {
+    crate::serve::run::limit_malloc_arenas();
     let settings = crate::serve::config::ServeSettings::resolve(&a.serve)?;
     let model_path = require_model(
         &a.engine,
