@@ -30,7 +30,11 @@ async fn durable_service_helper() {
         } else {
             EventKind::End
         };
-        srv.send(event(kind, "cam", &format!("label{}", i / 2)));
+        srv.send(event(
+            kind,
+            "cam",
+            TEST_LABELS[(i / 2) as usize % TEST_LABELS.len()],
+        ));
         i += 1;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -207,7 +207,7 @@ async fn page_adds_a_camera_and_shows_live_tiles() {
                     } else {
                         "juggling balls"
                     },
-                    0.5 + (seq % 5) as f64 / 10.0,
+                    0.5 + (seq % 5) as f32 / 10.0,
                 ));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

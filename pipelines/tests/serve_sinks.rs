@@ -80,6 +80,7 @@ async fn mqtt_topics_survive_a_broker_outage() {
     // the broker goes away: records keep flowing through the service, nothing blocks
     let mut sse = SseReader::open(srv.get("/api/events?kind=label")).await;
     broker.stop();
+    sub.mark();
     let t0 = Instant::now();
     let mut seq = 1;
     let mut slowest = Duration::ZERO;
@@ -284,7 +285,7 @@ async fn webhooks_retry_in_order_and_never_block() {
     .into_iter()
     .enumerate()
     {
-        srv.send(event(kind, "cam", &format!("label{i}")));
+        srv.send(event(kind, "cam", TEST_LABELS[i]));
     }
     assert!(
         t0.elapsed() < Duration::from_millis(500),
@@ -304,11 +305,7 @@ async fn webhooks_retry_in_order_and_never_block() {
         .iter()
         .map(|(_, v)| v["label"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        labels,
-        ["label0", "label1", "label2", "label3", "label4"],
-        "in order, after two 503s"
-    );
+    assert_eq!(labels, TEST_LABELS, "in order, after two 503s");
     assert_eq!(*receiver.attempts.lock().unwrap(), 7);
     let history: Vec<Value> = srv
         .get("/api/events/history?limit=10")

@@ -17,12 +17,12 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::auth::{validate_stream_name, MAX_BODY_BYTES};
-use super::control::{StreamControl, StreamDef, StreamInfo};
-use super::hub::{Hub, HubInput};
-use super::record::{StatusRecord, StreamRecord};
+use super::control::{StreamControl, StreamDef};
+use super::hub::Hub;
 use super::store::{parse_time, HistoryQuery, MAX_HISTORY_LIMIT};
 use crate::events::EventConfig;
 use crate::resample::Rate;
+use crate::runtime::StreamInfo;
 use crate::source::{SourceKind, SourceSpec};
 use crate::PipelineError;
 
@@ -77,6 +77,16 @@ impl IntoResponse for ApiError {
 
 impl From<PipelineError> for ApiError {
     fn from(e: PipelineError) -> ApiError {
+        if let PipelineError::DuplicateStream { name } = &e {
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                format!("a stream named {name:?} already exists"),
+                "pick another name, or DELETE /api/streams/{name} first",
+            );
+        }
+        if let PipelineError::UnknownStream { name } = &e {
+            return ApiError::no_stream(name);
+        }
         if e.is_user_error() {
             let msg = e.to_string();
             match msg.split_once(" — ") {
@@ -96,8 +106,6 @@ pub struct AppState(pub Arc<AppInner>);
 pub struct AppInner {
     pub control: Arc<dyn StreamControl>,
     pub hub: Arc<Hub>,
-    /// For the `removed` status record, in order with the stream's last records.
-    pub input: HubInput,
     /// Event thresholds a stream gets when its definition leaves them out.
     pub defaults: EventConfig,
     pub max_streams: usize,
@@ -123,15 +131,6 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(ApiError::internal)
-}
-
-impl AppState {
-    fn with_top(&self, mut info: StreamInfo) -> StreamInfo {
-        if info.top.is_empty() {
-            info.top = self.hub.latest_top(&info.name);
-        }
-        info
-    }
 }
 
 pub async fn healthz() -> Response {
@@ -163,8 +162,7 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 
 pub async fn list_streams(State(app): State<AppState>) -> Result<Response, ApiError> {
     let control = app.control.clone();
-    let streams = blocking(move || control.streams()).await?;
-    let streams: Vec<StreamInfo> = streams.into_iter().map(|s| app.with_top(s)).collect();
+    let streams: Vec<StreamInfo> = blocking(move || control.streams()).await?;
     Ok(Json(streams).into_response())
 }
 
@@ -175,7 +173,7 @@ pub async fn get_stream(
     let control = app.control.clone();
     let n = name.clone();
     match blocking(move || control.stream(&n)).await? {
-        Some(info) => Ok(Json(app.with_top(info)).into_response()),
+        Some(info) => Ok(Json(info).into_response()),
         None => Err(ApiError::no_stream(&name)),
     }
 }
@@ -264,6 +262,7 @@ pub async fn add_stream(State(app): State<AppState>, body: Body) -> Result<Respo
     let _admin = app.admin.lock().await;
     let (control, store) = (app.control.clone(), app.hub.store().clone());
     let max = app.max_streams;
+    let events = def.events(&app.defaults);
     let d = def.clone();
     let info = blocking(move || -> Result<StreamInfo, ApiError> {
         if control.stream(&d.name).is_some() {
@@ -280,7 +279,7 @@ pub async fn add_stream(State(app): State<AppState>, body: Body) -> Result<Respo
                 "remove a stream, or raise max_streams in vigil.toml",
             ));
         }
-        control.add(&d)?;
+        control.add(&d, &events)?;
         if let Err(e) = store.save_stream(&d) {
             // not persisted means not added: a restart would silently lose it
             let _ = control.remove(&d.name);
@@ -292,7 +291,7 @@ pub async fn add_stream(State(app): State<AppState>, body: Body) -> Result<Respo
     })
     .await??;
     tracing::info!(stream = %def.name, uri = %info.uri, "stream added");
-    let mut resp = (StatusCode::CREATED, Json(app.with_top(info))).into_response();
+    let mut resp = (StatusCode::CREATED, Json(info)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/streams/{}", def.name)) {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
@@ -315,17 +314,7 @@ pub async fn delete_stream(
     if !removed {
         return Err(ApiError::no_stream(&name));
     }
-    let input = app.input.clone();
-    let n = name.clone();
-    blocking(move || {
-        input.send(StreamRecord::Status(StatusRecord {
-            stream: n,
-            status: "removed".into(),
-            reason: Some("removed through the API".into()),
-            extra: Default::default(),
-        }))
-    })
-    .await?;
+    // the runtime publishes the `removed` status and ends open events itself
     tracing::info!(stream = %name, "stream removed");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -340,12 +329,7 @@ pub async fn snapshot(
         if control.stream(&n).is_none() {
             return Err(ApiError::no_stream(&n));
         }
-        match control.snapshot(&n) {
-            None => Ok(None),
-            Some(frame) => super::snapshot::encode_jpeg(&frame, 80)
-                .map(Some)
-                .map_err(ApiError::internal),
-        }
+        control.snapshot_jpeg(&n).map_err(ApiError::from)
     })
     .await??;
     match jpeg {
@@ -430,8 +414,8 @@ pub async fn history(
 
 pub async fn metrics(State(app): State<AppState>) -> Result<Response, ApiError> {
     let control = app.control.clone();
-    let streams = blocking(move || control.streams()).await?;
-    let text = app.hub.metrics().render(&streams);
+    let (streams, engine) = blocking(move || (control.streams(), control.engine_metrics())).await?;
+    let text = app.hub.metrics().render(&streams, engine.as_ref());
     Ok((
         [(
             header::CONTENT_TYPE,

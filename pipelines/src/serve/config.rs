@@ -200,7 +200,7 @@ impl ServeSettings {
             enter: file.enter.unwrap_or(d.enter),
             exit: file.exit.unwrap_or(d.exit),
             alpha: file.smoothing.unwrap_or(d.alpha),
-            classes: None,
+            ..d.clone()
         };
         defaults
             .validate()

@@ -1,22 +1,27 @@
-//! [`StreamControl`]: the narrow interface between the sidecar and the runtime that runs
-//! the streams — add, remove, list, latest frame, readiness. The HTTP API, the metrics
-//! scrape and the restart logic talk only to this trait, so the server, its store and its
-//! sinks are tested without GStreamer and wired onto the runtime by one small adapter.
+//! [`StreamControl`]: the narrow interface between the sidecar and what runs the streams —
+//! add, remove, list, snapshot, readiness, engine metrics. The HTTP API, the metrics scrape
+//! and the restart logic talk only to this trait; [`RuntimeControl`] implements it on the
+//! in-process [`Runtime`], and tests that check the service itself (not the engine) use a
+//! scripted implementation.
 //!
-//! Main types: [`StreamDef`] (what a client asks for, as persisted), [`StreamInfo`] (what
-//! the runtime reports), [`RgbFrame`] (a frame for snapshots).
+//! Main types: [`StreamDef`] (a stream as a client defines it and the store keeps it),
+//! [`RuntimeControl`].
 
-use serde::ser::Serializer;
-use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
+use crate::events::EventConfig;
 use crate::resample::Rate;
-use crate::Result;
+use crate::runtime::{MetricsSnapshot, Runtime, StreamInfo, StreamSetup};
+use crate::source::{SourceKind, SourceSpec, StreamOptions};
+use crate::{PipelineError, Result};
 
 /// A stream as added through the API and kept in the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamDef {
     pub name: String,
-    /// The source as given (may hold credentials: never shown, see [`redact_uri`]).
+    /// The source as given (may hold credentials: only ever shown redacted).
     pub uri: String,
     /// Rate fed to the model; `None` = the model's training rate.
     pub fps: Option<Rate>,
@@ -26,55 +31,18 @@ pub struct StreamDef {
     pub exit: Option<f32>,
 }
 
-/// A stream as the runtime reports it: the `GET /api/streams` object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StreamInfo {
-    pub name: String,
-    /// Credentials redacted.
-    pub uri: String,
-    /// `starting`, `connected`, `reconnecting`, `failed`, `ended`.
-    pub status: String,
-    #[serde(serialize_with = "ser_rate")]
-    pub fps: Option<Rate>,
-    /// Frames processed by the engine.
-    pub frames: u64,
-    /// Frames dropped before the engine (live sources that fell behind).
-    pub dropped: u64,
-    pub reconnects: u64,
-    /// Top classes of the latest processed frame (filled in by the hub).
-    pub top: Vec<TopScore>,
-    /// Why the stream is not running, when it is not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// `{"label","score"}` of a stream object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TopScore {
-    pub label: String,
-    pub score: f64,
-}
-
-/// `fps` as JSON: a number, `"native"`, or `null` (the model's rate).
-fn ser_rate<S: Serializer>(r: &Option<Rate>, s: S) -> std::result::Result<S::Ok, S::Error> {
-    match r {
-        None => s.serialize_none(),
-        Some(Rate::Native) => s.serialize_str("native"),
-        Some(Rate::Fps(f)) => s.serialize_f64(*f),
+impl StreamDef {
+    /// The event settings of this stream over the service's `defaults`.
+    pub fn events(&self, defaults: &EventConfig) -> EventConfig {
+        EventConfig {
+            enter: self.enter.unwrap_or(defaults.enter),
+            exit: self.exit.unwrap_or(defaults.exit),
+            ..defaults.clone()
+        }
     }
 }
 
-/// A packed RGB frame (the model's input as the stream last delivered it).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RgbFrame {
-    pub width: u16,
-    pub height: u16,
-    /// `width * height * 3` bytes, rows top to bottom.
-    pub data: Vec<u8>,
-}
-
-/// What the sidecar needs from the runtime. Implementations are called from blocking
-/// threads (never from async tasks directly) and from several at once.
+/// What the sidecar needs from the runtime. Called from blocking threads, several at once.
 pub trait StreamControl: Send + Sync + 'static {
     /// The model is loaded and the engine runs (`/readyz`).
     fn ready(&self) -> bool;
@@ -82,62 +50,105 @@ pub trait StreamControl: Send + Sync + 'static {
     fn streams(&self) -> Vec<StreamInfo>;
     /// One stream.
     fn stream(&self, name: &str) -> Option<StreamInfo>;
-    /// Start a stream. The caller has checked that the name is free and valid; a bad
-    /// source is a user error ([`crate::PipelineError::is_user_error`]).
-    fn add(&self, def: &StreamDef) -> Result<()>;
+    /// Start a stream with its resolved event settings. The caller has checked the name;
+    /// a bad source is a user error ([`PipelineError::is_user_error`]).
+    fn add(&self, def: &StreamDef, events: &EventConfig) -> Result<()>;
     /// Stop a stream and free its slot; `false` if no stream has that name.
     fn remove(&self, name: &str) -> Result<bool>;
-    /// The latest frame the stream delivered, if any.
-    fn snapshot(&self, name: &str) -> Option<RgbFrame>;
+    /// The latest frame the stream delivered, as JPEG; `None` before the first.
+    fn snapshot_jpeg(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// The engine's step, batch and latency histograms.
+    fn engine_metrics(&self) -> Option<MetricsSnapshot>;
 }
 
-/// `uri` with any `user:password@` replaced by `***@`, for everything a person sees.
-pub fn redact_uri(uri: &str) -> String {
-    let Some(scheme_end) = uri.find("://") else {
-        return uri.to_string();
-    };
-    let rest = &uri[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***@{}", &uri[..scheme_end + 3], &rest[at + 1..]),
-        None => uri.to_string(),
+/// [`StreamControl`] on the in-process runtime.
+#[derive(Clone)]
+pub struct RuntimeControl {
+    runtime: Runtime,
+    /// The model's training rate: a stream's rate when its definition has none.
+    default_rate: Rate,
+    stopping: Arc<AtomicBool>,
+}
+
+/// How long a snapshot request waits for a fresh frame.
+const SNAPSHOT_WAIT: Duration = Duration::from_millis(1500);
+
+impl RuntimeControl {
+    pub fn new(runtime: Runtime, default_rate: Rate) -> RuntimeControl {
+        RuntimeControl {
+            runtime,
+            default_rate,
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// From now on `/readyz` says 503: the runtime is draining.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_credentials() {
-        assert_eq!(
-            redact_uri("rtsp://admin:s3cret@10.0.0.5:554/live?x=1"),
-            "rtsp://***@10.0.0.5:554/live?x=1"
-        );
-        assert_eq!(redact_uri("rtsp://10.0.0.5/a@b"), "rtsp://10.0.0.5/a@b");
-        assert_eq!(redact_uri("test:pattern=ball"), "test:pattern=ball");
-        assert_eq!(redact_uri("/clips/a@b.mp4"), "/clips/a@b.mp4");
+impl StreamControl for RuntimeControl {
+    fn ready(&self) -> bool {
+        // a RuntimeControl exists only once the model loaded and the engine started
+        !self.stopping.load(Ordering::Acquire)
     }
 
-    #[test]
-    fn stream_object_shape() {
-        let info = StreamInfo {
-            name: "a".into(),
-            uri: "test:".into(),
-            status: "connected".into(),
-            fps: Some(Rate::Native),
-            frames: 3,
-            dropped: 0,
-            reconnects: 0,
-            top: vec![TopScore {
-                label: "x".into(),
-                score: 0.5,
-            }],
-            reason: None,
-        };
-        assert_eq!(
-            serde_json::to_string(&info).unwrap(),
-            r#"{"name":"a","uri":"test:","status":"connected","fps":"native","frames":3,"dropped":0,"reconnects":0,"top":[{"label":"x","score":0.5}]}"#
+    fn streams(&self) -> Vec<StreamInfo> {
+        self.runtime.streams()
+    }
+
+    fn stream(&self, name: &str) -> Option<StreamInfo> {
+        self.runtime.stream(name)
+    }
+
+    fn add(&self, def: &StreamDef, events: &EventConfig) -> Result<()> {
+        let source = SourceSpec::parse(&def.uri)?;
+        if matches!(source.kind, SourceKind::Fixture { .. }) {
+            return Err(PipelineError::usage(
+                "a fixture is not a stream",
+                "use `vigil classify` for fixtures; streams are rtsp://, files, v4l2://, test: or gst:",
+            ));
+        }
+        let mut options = StreamOptions::new(
+            self.runtime.frame_size(),
+            def.fps.unwrap_or(self.default_rate),
         );
+        // a service's cameras come back: retry a source that is down at start, reconnect
+        // after its end; a file plays as a looping camera
+        options.retry_initial = true;
+        options.reconnect_on_eos = true;
+        options.looping = true;
+        self.runtime
+            .add_stream(StreamSetup {
+                name: def.name.clone(),
+                source,
+                options,
+                events: Some(events.clone()),
+            })
+            .map(|_| ())
+    }
+
+    fn remove(&self, name: &str) -> Result<bool> {
+        match self.runtime.remove_stream(name) {
+            Ok(()) => Ok(true),
+            Err(PipelineError::UnknownStream { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn snapshot_jpeg(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        match self.runtime.snapshot(name, SNAPSHOT_WAIT)? {
+            Some(snap) => snap.to_jpeg(80).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn engine_metrics(&self) -> Option<MetricsSnapshot> {
+        Some(self.runtime.metrics())
     }
 }

@@ -1,12 +1,11 @@
 //! [`Metrics`]: the sidecar's Prometheus metrics, rendered as the text exposition format
 //! (version 0.0.4) at `GET /metrics`.
 //!
-//! Hand-written on atomics rather than a metrics crate: recording is one or two relaxed
-//! atomic adds (no lock, no allocation) on the paths that run per frame — the hub handling
-//! a label record, the runtime reporting a step — and the per-stream frame, drop and
-//! reconnect counters are not recorded here at all: the scrape reads them from the
-//! runtime's own counters ([`super::control::StreamInfo`]). Names and units follow the
-//! Prometheus conventions (`_total` counters, `_seconds`, base units, stable label values).
+//! Nothing here runs per frame: the per-stream frame, drop and reconnect counters and the
+//! step, batch and latency histograms are the runtime's own lock-free counters, read at
+//! scrape time ([`StreamInfo`], [`MetricsSnapshot`]); the service's own counters (events,
+//! sinks, SSE) are relaxed atomics. Names and units follow the Prometheus conventions
+//! (`_total` counters, `_seconds`, base units, stable label values).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,7 +13,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use super::control::StreamInfo;
+use crate::runtime::{HistogramSnapshot, MetricsSnapshot, StreamInfo};
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -48,83 +47,9 @@ impl Gauge {
     }
 }
 
-/// A histogram with fixed bucket bounds; `observe` is lock-free.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    /// Per-bucket (not cumulative) counts; the last is `+Inf`.
-    counts: Box<[AtomicU64]>,
-    /// Sum of observations as `f64` bits.
-    sum: AtomicU64,
-}
-
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram {
-            bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0f64.to_bits()),
-        }
-    }
-
-    pub fn observe(&self, v: f64) {
-        if !v.is_finite() {
-            return;
-        }
-        let i = self.bounds.partition_point(|&b| b < v);
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
-        let mut cur = self.sum.load(Ordering::Relaxed);
-        loop {
-            let next = (f64::from_bits(cur) + v).to_bits();
-            match self
-                .sum
-                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(actual) => cur = actual,
-            }
-        }
-    }
-
-    pub fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        header(out, name, help, "histogram");
-        let mut cum = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            cum += c.load(Ordering::Relaxed);
-            match self.bounds.get(i) {
-                Some(b) => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
-                }
-                None => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
-                }
-            }
-        }
-        let sum = f64::from_bits(self.sum.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {cum}");
-    }
-}
-
-const STEP_SECONDS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
-const BATCH_SIZES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
-const LATENCY_SECONDS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
 /// Every metric the sidecar exposes besides the runtime's per-stream counters.
 #[derive(Debug)]
 pub struct Metrics {
-    /// Duration of one engine step (a batch through the model).
-    pub step_duration: Histogram,
-    /// Frames per engine step.
-    pub batch_size: Histogram,
-    /// From capture (live) or decode (files) to labels.
-    pub frame_latency: Histogram,
     /// start/end events per stream: `[start, end]`. Touched once per event.
     events: Mutex<BTreeMap<String, [u64; 2]>>,
     /// Label records the hub could not take in time (its queue was full).
@@ -154,9 +79,6 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         Metrics {
-            step_duration: Histogram::new(STEP_SECONDS),
-            batch_size: Histogram::new(BATCH_SIZES),
-            frame_latency: Histogram::new(LATENCY_SECONDS),
             events: Mutex::new(BTreeMap::new()),
             records_dropped: Counter::default(),
             sse_lagged: Counter::default(),
@@ -187,8 +109,9 @@ impl Metrics {
         self.events.lock().remove(stream);
     }
 
-    /// The whole exposition, with the runtime's per-stream counters from `streams`.
-    pub fn render(&self, streams: &[StreamInfo]) -> String {
+    /// The whole exposition, with the runtime's per-stream counters from `streams` and its
+    /// histograms from `engine`.
+    pub fn render(&self, streams: &[StreamInfo], engine: Option<&MetricsSnapshot>) -> String {
         let mut out = String::with_capacity(4096 + streams.len() * 512);
         header(
             &mut out,
@@ -204,7 +127,7 @@ impl Metrics {
             "gauge",
         );
         for s in streams {
-            let up = u8::from(s.status == "connected");
+            let up = u8::from(s.status == crate::status::StreamPhase::Connected);
             let _ = writeln!(out, "vigil_stream_up{{stream=\"{}\"}} {up}", esc(&s.name));
         }
         let per_stream: [(&str, &str, fn(&StreamInfo) -> u64); 3] = [
@@ -247,17 +170,32 @@ impl Metrics {
                 "vigil_events_total{{stream=\"{s}\",kind=\"end\"}} {end}"
             );
         }
-        self.step_duration.render(
+        let empty = HistogramSnapshot {
+            buckets: Vec::new(),
+            sum: 0.0,
+            count: 0,
+        };
+        let (step, batch, latency) = match engine {
+            Some(m) => (&m.step_seconds, &m.batch_size, &m.frame_latency_seconds),
+            None => (&empty, &empty, &empty),
+        };
+        histogram(
             &mut out,
             "vigil_step_duration_seconds",
             "Duration of one batched engine step.",
+            step,
         );
-        self.batch_size
-            .render(&mut out, "vigil_batch_size", "Frames per engine step.");
-        self.frame_latency.render(
+        histogram(
+            &mut out,
+            "vigil_batch_size",
+            "Frames per engine step.",
+            batch,
+        );
+        histogram(
             &mut out,
             "vigil_frame_latency_seconds",
             "From capture (live sources) or decode (files) to labels.",
+            latency,
         );
         let counters: [(&str, &str, &Counter); 8] = [
             (
@@ -330,6 +268,19 @@ impl Metrics {
     }
 }
 
+/// A histogram from its cumulative buckets.
+fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
+    header(out, name, help, "histogram");
+    for (le, n) in &h.buckets {
+        if le.is_finite() {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+        }
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum {}", h.sum);
+    let _ = writeln!(out, "{name}_count {}", h.count);
+}
+
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -347,39 +298,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative() {
-        let h = Histogram::new(&[1.0, 2.0]);
-        for v in [0.5, 1.0, 1.5, 3.0, f64::NAN] {
-            h.observe(v);
-        }
-        let mut s = String::new();
-        h.render(&mut s, "x", "help");
-        assert!(s.contains("x_bucket{le=\"1\"} 2\n"), "{s}");
-        assert!(s.contains("x_bucket{le=\"2\"} 3\n"), "{s}");
-        assert!(s.contains("x_bucket{le=\"+Inf\"} 4\n"), "{s}");
-        assert!(s.contains("x_sum 6\n"), "{s}");
-        assert!(s.contains("x_count 4\n"), "{s}");
-    }
-
-    #[test]
     fn exposition_names_and_labels() {
         let m = Metrics::new();
         m.count_event("yard", true);
         m.count_event("yard", false);
         m.count_event("yard", true);
-        m.batch_size.observe(3.0);
         let info = StreamInfo {
             name: "yard".into(),
             uri: "test:".into(),
-            status: "connected".into(),
-            fps: None,
+            status: crate::status::StreamPhase::Connected,
+            fps: 5.0,
             frames: 42,
             dropped: 1,
             reconnects: 2,
+            decoded: 50,
+            native_fps: None,
             top: vec![],
-            reason: None,
+            last_error: None,
+            live: true,
         };
-        let text = m.render(&[info]);
+        let batch = HistogramSnapshot {
+            buckets: vec![(1.0, 0), (4.0, 1), (f64::INFINITY, 1)],
+            sum: 3.0,
+            count: 1,
+        };
+        let engine = MetricsSnapshot {
+            steps: 1,
+            step_seconds: batch.clone(),
+            batch_size: batch.clone(),
+            frame_latency_seconds: batch,
+            sessions: 1,
+            streams: 1,
+        };
+        let text = m.render(&[info], Some(&engine));
         for line in [
             "vigil_streams 1",
             "vigil_stream_up{stream=\"yard\"} 1",
@@ -389,6 +340,8 @@ mod tests {
             "vigil_events_total{stream=\"yard\",kind=\"start\"} 2",
             "vigil_events_total{stream=\"yard\",kind=\"end\"} 1",
             "vigil_batch_size_count 1",
+            "vigil_batch_size_bucket{le=\"4\"} 1",
+            "vigil_batch_size_bucket{le=\"+Inf\"} 1",
             "# TYPE vigil_step_duration_seconds histogram",
             "# TYPE vigil_frame_latency_seconds histogram",
         ] {
@@ -414,7 +367,7 @@ mod tests {
             );
         }
         m.forget_stream("yard");
-        assert!(!m.render(&[]).contains("yard"));
+        assert!(!m.render(&[], None).contains("yard"));
         assert_eq!(esc("a\"b\\c\n"), "a\\\"b\\\\c\\n");
     }
 }

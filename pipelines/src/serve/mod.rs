@@ -6,7 +6,7 @@
 //! live page at `/` shows every camera.
 //!
 //! ```text
-//!  runtime ──StreamRecord──▶ HubInput ─▶ Hub thread ─┬─ 1. Metrics (atomics)
+//!  runtime ──RuntimeEvent──▶ HubInput ─▶ Hub thread ─┬─ 1. Metrics (atomics)
 //!  (streams, engine)                                 ├─ 2. Store (start/end committed)
 //!     ▲                                              ├─ 3. Sinks: MqttSink, WebhookSink (try_send)
 //!     │ StreamControl                                └─ 4. broadcast ─▶ SSE clients
@@ -14,12 +14,12 @@
 //! ```
 //!
 //! Main types: [`Service`] (assembles store, hub, sinks and the HTTP server around a
-//! [`control::StreamControl`]), [`ServiceConfig`], [`config::ServeSettings`] (flags and
-//! `vigil.toml`), [`record::StreamRecord`] (what streams report, as `vigil watch` writes
-//! it), [`hub::Hub`], [`store::Store`], [`metrics::Metrics`], [`mqtt::MqttSink`],
+//! [`control::StreamControl`], on the runtime: [`control::RuntimeControl`]),
+//! [`ServiceConfig`], [`config::ServeSettings`] (flags and `vigil.toml`),
+//! [`record::Published`] (a record as published, its JSON as `vigil watch` writes it),
+//! [`hub::Hub`], [`store::Store`], [`metrics::Metrics`], [`mqtt::MqttSink`],
 //! [`webhook::WebhookSink`]. Modules: [`api`] (handlers, JSON errors), [`http`] (router,
-//! server), [`sse`], [`auth`] (loopback/token rules, names), [`openapi`], [`page`],
-//! [`snapshot`] (JPEG).
+//! server), [`sse`], [`auth`] (loopback/token rules, names), [`openapi`], [`page`].
 //!
 //! Like mini-redis, [`Service::serve`] takes a listener and a shutdown future, so tests
 //! run the whole service in-process on `127.0.0.1:0`.
@@ -35,7 +35,7 @@ pub mod mqtt;
 pub mod openapi;
 pub mod page;
 pub mod record;
-pub mod snapshot;
+pub mod run;
 pub mod sse;
 pub mod store;
 pub mod webhook;
@@ -47,6 +47,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use vigil_engine::Labels;
 
 use self::api::{AppInner, AppState};
 use self::control::StreamControl;
@@ -110,6 +111,7 @@ impl Service {
         cfg: &ServiceConfig,
         data_dir: &Path,
         control: Arc<dyn StreamControl>,
+        labels: Labels,
     ) -> Result<Service> {
         let store = Arc::new(Store::open(data_dir)?);
         let metrics = Arc::new(Metrics::new());
@@ -133,14 +135,19 @@ impl Service {
         for w in &webhooks {
             sinks.push(w.clone());
         }
-        let hub = Arc::new(Hub::new(store.clone(), metrics, sinks, cfg.sse_buffer));
+        let hub = Arc::new(Hub::new(
+            store.clone(),
+            metrics,
+            labels,
+            sinks,
+            cfg.sse_buffer,
+        ));
         let (input, hub_thread) = hub.spawn(cfg.hub_queue)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let token: Option<Arc<str>> = cfg.token.as_deref().map(Arc::from);
         let state = AppState(Arc::new(AppInner {
             control,
             hub: hub.clone(),
-            input: input.clone(),
             defaults: cfg.defaults.clone(),
             max_streams: cfg.max_streams,
             admin: tokio::sync::Mutex::new(()),
@@ -205,7 +212,7 @@ impl Service {
         Ok(defs
             .into_iter()
             .map(|d| {
-                let r = state.control.add(&d);
+                let r = state.control.add(&d, &d.events(&state.defaults));
                 match &r {
                     Ok(()) => tracing::info!(stream = %d.name, "stream resumed"),
                     Err(e) => tracing::error!(stream = %d.name, "cannot resume: {e}"),

@@ -24,9 +24,13 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use vigil_engine::Labels;
+
 use super::hub::Sink;
 use super::metrics::Metrics;
-use super::record::{Published, StreamRecord};
+use super::record::Published;
+use crate::runtime::RuntimeEvent;
+use crate::status::StreamPhase;
 
 /// Broker connection and topic settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,21 +222,21 @@ impl MqttSink {
 }
 
 impl Sink for MqttSink {
-    fn offer(&self, rec: &StreamRecord, published: &Arc<Published>) {
-        match rec {
-            StreamRecord::Label(l) => {
-                if let Some(top) = l.top.first() {
+    fn offer(&self, ev: &RuntimeEvent, published: &Arc<Published>, labels: &Labels) {
+        match ev {
+            RuntimeEvent::Label(l) => {
+                if let Some((class, _)) = l.top.best() {
                     self.offer_msg(Msg::State {
                         stream: published.stream.clone(),
-                        label: top.label.clone(),
+                        label: labels.name(class).to_string(),
                     });
                 }
             }
-            StreamRecord::Event(_) => self.offer_msg(Msg::Event(published.json.clone())),
-            StreamRecord::Status(s) if s.status == "removed" => {
+            RuntimeEvent::Event(_) => self.offer_msg(Msg::Event(published.json.clone())),
+            RuntimeEvent::Status(s) if s.phase == StreamPhase::Removed => {
                 self.offer_msg(Msg::Removed(published.stream.clone()))
             }
-            StreamRecord::Status(_) => {}
+            _ => {}
         }
     }
 }

@@ -148,7 +148,7 @@ pub fn document(token: bool) -> Value {
                 },
                 "Top": {
                     "type": "object", "required": ["label", "score"],
-                    "properties": { "label": { "type": "string" }, "score": { "type": "number" } }
+                    "properties": { "label": { "type": "string" }, "index": { "type": "integer" }, "score": { "type": "number" } }
                 },
                 "Stream": {
                     "type": "object",
@@ -156,13 +156,16 @@ pub fn document(token: bool) -> Value {
                     "properties": {
                         "name": { "type": "string" },
                         "uri": { "type": "string", "description": "credentials redacted" },
-                        "status": { "type": "string", "enum": ["starting", "connected", "reconnecting", "failed", "ended"] },
-                        "fps": { "description": "rate fed to the model: a number, \"native\", or null for the model's rate", "nullable": true },
+                        "status": { "type": "string", "enum": ["connecting", "connected", "reconnecting", "ended", "failed", "removed"] },
+                        "fps": { "type": "number", "description": "frames processed per second (over the last second)" },
                         "frames": { "type": "integer", "minimum": 0 },
                         "dropped": { "type": "integer", "minimum": 0 },
                         "reconnects": { "type": "integer", "minimum": 0 },
+                        "decoded": { "type": "integer", "minimum": 0 },
+                        "native_fps": { "type": "number", "nullable": true },
                         "top": { "type": "array", "items": { "$ref": "#/components/schemas/Top" } },
-                        "reason": { "type": "string" }
+                        "last_error": { "type": "string", "nullable": true },
+                        "live": { "type": "boolean" }
                     }
                 },
                 "NewStream": {

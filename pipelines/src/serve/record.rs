@@ -1,175 +1,97 @@
-//! [`StreamRecord`]: what a running stream reports to the sidecar — a `label` record per
-//! processed frame, `start`/`end` events and `status` changes — in exactly the JSON shapes
-//! `vigil watch` writes (see [`crate::output`]). The runtime adapter produces them; the
-//! [`super::hub::Hub`] counts, stores and fans them out as [`Published`] records, each
-//! serialized once and shared by every subscriber.
+//! What the sidecar publishes. Each [`RuntimeEvent`] the runtime reports becomes, in the
+//! hub, a [`Published`] record: its SSE kind ([`SseKind`]: `label`, `start`, `end`,
+//! `status`), its stream, its history id (start/end) and its JSON — exactly the line
+//! `vigil watch` writes ([`crate::output::write_json`]), serialized once and shared by every
+//! SSE client and sink. Stats and end-of-stream summaries stay inside the service (the
+//! status records already say when a stream ends).
 
 use std::sync::Arc;
 
-use serde::{Serialize, Serializer};
-
 use crate::events::EventKind;
+use crate::runtime::RuntimeEvent;
 
-/// The four kinds of record, named as in the SSE `event:` field.
+/// The `event:` of an SSE message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RecordKind {
+pub enum SseKind {
     Label,
     Start,
     End,
     Status,
 }
 
-impl RecordKind {
-    pub const ALL: [RecordKind; 4] = [
-        RecordKind::Label,
-        RecordKind::Start,
-        RecordKind::End,
-        RecordKind::Status,
+impl SseKind {
+    pub const ALL: [SseKind; 4] = [
+        SseKind::Label,
+        SseKind::Start,
+        SseKind::End,
+        SseKind::Status,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            RecordKind::Label => "label",
-            RecordKind::Start => "start",
-            RecordKind::End => "end",
-            RecordKind::Status => "status",
+            SseKind::Label => "label",
+            SseKind::Start => "start",
+            SseKind::End => "end",
+            SseKind::Status => "status",
         }
     }
 
-    pub fn parse(s: &str) -> Option<RecordKind> {
-        RecordKind::ALL.into_iter().find(|k| k.as_str() == s)
+    pub fn parse(s: &str) -> Option<SseKind> {
+        SseKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    /// Bit of this kind in a [`KindSet`].
+    /// The kind a runtime record is published as; `None`: not published.
+    pub fn of(ev: &RuntimeEvent) -> Option<SseKind> {
+        match ev {
+            RuntimeEvent::Label(_) => Some(SseKind::Label),
+            RuntimeEvent::Event(e) => Some(match e.event.kind {
+                EventKind::Start => SseKind::Start,
+                EventKind::End => SseKind::End,
+            }),
+            RuntimeEvent::Status(_) => Some(SseKind::Status),
+            RuntimeEvent::Stats(_) | RuntimeEvent::End(_) => None,
+        }
+    }
+
     fn bit(self) -> u8 {
         1 << self as u8
     }
 }
 
-/// A set of [`RecordKind`]s (an SSE `?kind=` filter).
+/// A set of [`SseKind`]s (the `?kind=` filter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KindSet(u8);
+pub struct SseKinds(u8);
 
-impl KindSet {
-    pub const ALL: KindSet = KindSet(0b1111);
+impl SseKinds {
+    pub const ALL: SseKinds = SseKinds(0b1111);
 
     /// Parse `start,end`; an unknown kind is an error naming it.
-    pub fn parse(list: &str) -> Result<KindSet, String> {
+    pub fn parse(list: &str) -> Result<SseKinds, String> {
         let mut bits = 0;
         for k in list.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-            bits |= RecordKind::parse(k)
+            bits |= SseKind::parse(k)
                 .ok_or_else(|| format!("unknown kind {k:?}"))?
                 .bit();
         }
         if bits == 0 {
             return Err("empty kind list".into());
         }
-        Ok(KindSet(bits))
+        Ok(SseKinds(bits))
     }
 
-    pub fn contains(self, k: RecordKind) -> bool {
+    pub fn contains(self, k: SseKind) -> bool {
         self.0 & k.bit() != 0
     }
 }
 
-/// One of the top classes of a frame.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TopLabel {
-    pub label: String,
-    pub index: usize,
-    pub score: f64,
-}
-
-/// A processed frame: `{"stream","seq","pts_ms","ts","top":[..],"latency_ms"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LabelRecord {
-    pub stream: String,
-    pub seq: u64,
-    pub pts_ms: f64,
-    pub ts: String,
-    pub top: Vec<TopLabel>,
-    pub latency_ms: f64,
-}
-
-/// A start or end: `{"event":"start"|"end","stream","label","score","pts_ms","ts"}`, with
-/// `"reason"` when an end was forced (stream lost, removed, shut down).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EventRecord {
-    #[serde(rename = "event", serialize_with = "ser_event_kind")]
-    pub kind: EventKind,
-    pub stream: String,
-    pub label: String,
-    pub score: f64,
-    pub pts_ms: f64,
-    pub ts: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-fn ser_event_kind<S: Serializer>(k: &EventKind, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(k.as_str())
-}
-
-/// A status change: `{"stream","status":"connected|reconnecting|failed|ended|removed",
-/// "reason",…}`; fields the runtime adds beyond these pass through in `extra`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StatusRecord {
-    pub stream: String,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Everything a stream reports.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StreamRecord {
-    Label(LabelRecord),
-    Event(EventRecord),
-    Status(StatusRecord),
-}
-
-impl StreamRecord {
-    pub fn kind(&self) -> RecordKind {
-        match self {
-            StreamRecord::Label(_) => RecordKind::Label,
-            StreamRecord::Event(e) => match e.kind {
-                EventKind::Start => RecordKind::Start,
-                EventKind::End => RecordKind::End,
-            },
-            StreamRecord::Status(_) => RecordKind::Status,
-        }
-    }
-
-    pub fn stream(&self) -> &str {
-        match self {
-            StreamRecord::Label(r) => &r.stream,
-            StreamRecord::Event(r) => &r.stream,
-            StreamRecord::Status(r) => &r.stream,
-        }
-    }
-
-    /// The record as one line of JSON (no newline).
-    pub fn to_json(&self) -> String {
-        let r = match self {
-            StreamRecord::Label(r) => serde_json::to_string(r),
-            StreamRecord::Event(r) => serde_json::to_string(r),
-            StreamRecord::Status(r) => serde_json::to_string(r),
-        };
-        // these types serialize only strings, numbers and maps with string keys
-        r.unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()))
-    }
-}
-
-/// A record after the hub handled it: its kind, stream, history id (start/end only, once
-/// stored) and its JSON, shared by every SSE client and sink.
+/// A record after the hub handled it.
 #[derive(Debug, Clone)]
 pub struct Published {
-    pub kind: RecordKind,
+    pub kind: SseKind,
     pub stream: Arc<str>,
     /// Row id in the event history: the SSE `id:` of start/end events.
     pub id: Option<i64>,
+    /// The record as `vigil watch` writes it (one line, no newline).
     pub json: Arc<str>,
 }
 
@@ -178,42 +100,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_shapes_match_watch() {
-        let ev = StreamRecord::Event(EventRecord {
-            kind: EventKind::Start,
-            stream: "yard".into(),
-            label: "archery".into(),
-            score: 0.75,
-            pts_ms: 1200.0,
-            ts: "2026-11-23T10:00:00.000Z".into(),
-            reason: None,
-        });
-        assert_eq!(
-            ev.to_json(),
-            r#"{"event":"start","stream":"yard","label":"archery","score":0.75,"pts_ms":1200.0,"ts":"2026-11-23T10:00:00.000Z"}"#
-        );
-        assert_eq!(ev.kind(), RecordKind::Start);
-        let mut extra = serde_json::Map::new();
-        extra.insert("dropped".into(), 3.into());
-        let st = StreamRecord::Status(StatusRecord {
-            stream: "yard".into(),
-            status: "reconnecting".into(),
-            reason: Some("connection lost".into()),
-            extra,
-        });
-        assert_eq!(
-            st.to_json(),
-            r#"{"stream":"yard","status":"reconnecting","reason":"connection lost","dropped":3}"#
-        );
-    }
-
-    #[test]
     fn kind_sets() {
-        let s = KindSet::parse("start, end").unwrap();
-        assert!(s.contains(RecordKind::Start) && s.contains(RecordKind::End));
-        assert!(!s.contains(RecordKind::Label));
-        assert!(KindSet::parse("start,nope").is_err());
-        assert!(KindSet::parse("").is_err());
-        assert!(RecordKind::ALL.iter().all(|&k| KindSet::ALL.contains(k)));
+        let s = SseKinds::parse("start, end").unwrap();
+        assert!(s.contains(SseKind::Start) && s.contains(SseKind::End));
+        assert!(!s.contains(SseKind::Label));
+        assert!(SseKinds::parse("start,nope").is_err());
+        assert!(SseKinds::parse("").is_err());
+        assert!(SseKind::ALL.iter().all(|&k| SseKinds::ALL.contains(k)));
     }
 }

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use super::api::{blocking, ApiError, AppState};
 use super::auth::validate_stream_name;
-use super::record::{KindSet, Published};
+use super::record::{Published, SseKinds};
 use super::store::StoredEvent;
 
 /// Start/end events fetched from the store per catch-up query.
@@ -52,7 +52,7 @@ struct Feed {
     app: AppState,
     rx: broadcast::Receiver<Arc<Published>>,
     stream: Option<String>,
-    kinds: KindSet,
+    kinds: SseKinds,
     /// Highest start/end id sent (or known to the client).
     last_id: i64,
     backlog: VecDeque<StoredEvent>,
@@ -129,18 +129,11 @@ fn published_event(p: &Published) -> Event {
     }
 }
 
-/// A stored event as the same JSON the live feed sent for it.
+/// A stored event: the same line the live feed sent for it.
 fn stored_event(e: &StoredEvent) -> Event {
-    let mut v = serde_json::json!({
-        "event": e.event, "stream": e.stream, "label": e.label, "score": e.score,
-        "pts_ms": e.pts_ms, "ts": e.ts,
-    });
-    if let (Some(r), Some(m)) = (&e.reason, v.as_object_mut()) {
-        m.insert("reason".into(), r.clone().into());
-    }
     Event::default()
         .event(e.kind().as_str())
-        .data(v.to_string())
+        .data(&e.json)
         .id(e.id.to_string())
 }
 
@@ -151,8 +144,8 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text(), EVENTS_HINT))?;
     let kinds = match params.kind.as_deref().filter(|k| !k.is_empty()) {
-        None => KindSet::ALL,
-        Some(k) => KindSet::parse(k)
+        None => SseKinds::ALL,
+        Some(k) => SseKinds::parse(k)
             .map_err(|e| ApiError::bad_request(format!("kind: {e}"), EVENTS_HINT))?,
     };
     let stream = params.stream.filter(|s| !s.is_empty());

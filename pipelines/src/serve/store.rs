@@ -18,7 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::control::StreamDef;
-use super::record::{EventRecord, KindSet, RecordKind};
+use super::record::{SseKind, SseKinds};
 use crate::resample::Rate;
 use crate::{PipelineError, Result};
 
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS events (
     pts_ms  REAL    NOT NULL,
     ts      TEXT    NOT NULL,
     ts_ms   INTEGER NOT NULL,
-    reason  TEXT
+    reason  TEXT,
+    json    TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts_ms);
 CREATE INDEX IF NOT EXISTS events_stream_ts ON events (stream, ts_ms);
@@ -73,7 +74,21 @@ pub struct HistoryQuery {
     pub limit: usize,
 }
 
-/// One stored start/end event: the event's JSON plus its history `id`.
+/// A start/end event as the hub stores it: the fields of its JSON line (read back from
+/// that line, so the history says exactly what SSE said) and the line itself.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct NewEvent {
+    pub event: String,
+    pub stream: String,
+    pub label: String,
+    pub score: f64,
+    pub pts_ms: f64,
+    pub ts: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One stored start/end event: the event's fields plus its history `id`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredEvent {
     pub id: i64,
@@ -85,14 +100,17 @@ pub struct StoredEvent {
     pub ts: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The line SSE sent for it.
+    #[serde(skip)]
+    pub json: String,
 }
 
 impl StoredEvent {
-    pub fn kind(&self) -> RecordKind {
+    pub fn kind(&self) -> SseKind {
         if self.event == "start" {
-            RecordKind::Start
+            SseKind::Start
         } else {
-            RecordKind::End
+            SseKind::End
         }
     }
 }
@@ -146,24 +164,17 @@ impl Store {
         PipelineError::Internal(format!("store {}: {what}: {e}", self.path.display()))
     }
 
-    /// Commit one start/end event; returns its history id.
-    pub fn insert_event(&self, ev: &EventRecord) -> Result<i64> {
+    /// Commit one start/end event (`json`: its line); returns its history id.
+    pub fn insert_event(&self, ev: &NewEvent, json: &str) -> Result<i64> {
         let ts_ms = parse_time(&ev.ts).unwrap_or_else(|_| now_ms());
         let w = self.writer.lock();
         w.prepare_cached(
-            "INSERT INTO events (kind, stream, label, score, pts_ms, ts, ts_ms, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO events (kind, stream, label, score, pts_ms, ts, ts_ms, reason, json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .and_then(|mut st| {
             st.execute(params![
-                ev.kind.as_str(),
-                ev.stream,
-                ev.label,
-                ev.score,
-                ev.pts_ms,
-                ev.ts,
-                ts_ms,
-                ev.reason
+                ev.event, ev.stream, ev.label, ev.score, ev.pts_ms, ev.ts, ts_ms, ev.reason, json
             ])
         })
         .map_err(|e| self.err("cannot record an event", e))?;
@@ -175,7 +186,7 @@ impl Store {
         let r = self.reader.lock();
         let mut st = r
             .prepare_cached(
-                "SELECT id, kind, stream, label, score, pts_ms, ts, reason FROM events
+                "SELECT id, kind, stream, label, score, pts_ms, ts, reason, json FROM events
                  WHERE (?1 IS NULL OR stream = ?1) AND (?2 IS NULL OR label = ?2)
                    AND (?3 IS NULL OR ts_ms >= ?3) AND (?4 IS NULL OR ts_ms < ?4)
                  ORDER BY id DESC LIMIT ?5",
@@ -198,13 +209,13 @@ impl Store {
         &self,
         after_id: i64,
         stream: Option<&str>,
-        kinds: KindSet,
+        kinds: SseKinds,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
         let r = self.reader.lock();
         let mut st = r
             .prepare_cached(
-                "SELECT id, kind, stream, label, score, pts_ms, ts, reason FROM events
+                "SELECT id, kind, stream, label, score, pts_ms, ts, reason, json FROM events
                  WHERE id > ?1 AND (?2 IS NULL OR stream = ?2) ORDER BY id LIMIT ?3",
             )
             .map_err(|e| self.err("cannot query history", e))?;
@@ -318,6 +329,7 @@ fn row_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         pts_ms: row.get(5)?,
         ts: row.get(6)?,
         reason: row.get(7)?,
+        json: row.get(8)?,
     })
 }
 
@@ -395,18 +407,19 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::EventKind;
 
-    fn ev(kind: EventKind, stream: &str, label: &str, ts: &str) -> EventRecord {
-        EventRecord {
-            kind,
+    /// Commit an event the way the hub does.
+    fn put(store: &Store, kind: &str, stream: &str, label: &str, ts: &str) -> i64 {
+        let ev = NewEvent {
+            event: kind.into(),
             stream: stream.into(),
             label: label.into(),
             score: 0.8,
             pts_ms: 100.0,
             ts: ts.into(),
             reason: None,
-        }
+        };
+        store.insert_event(&ev, "{}").unwrap()
     }
 
     #[test]
@@ -448,20 +461,9 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
-        let a = store
-            .insert_event(&ev(
-                EventKind::Start,
-                "a",
-                "archery",
-                "2026-01-01T00:00:00Z",
-            ))
-            .unwrap();
-        let b = store
-            .insert_event(&ev(EventKind::Start, "b", "boxing", "2026-01-01T00:01:00Z"))
-            .unwrap();
-        let c = store
-            .insert_event(&ev(EventKind::End, "a", "archery", "2026-01-01T00:02:00Z"))
-            .unwrap();
+        let a = put(&store, "start", "a", "archery", "2026-01-01T00:00:00Z");
+        let b = put(&store, "start", "b", "boxing", "2026-01-01T00:01:00Z");
+        let c = put(&store, "end", "a", "archery", "2026-01-01T00:02:00Z");
         assert!(a < b && b < c);
         let ids = |q: HistoryQuery| -> Vec<i64> {
             store.history(&q).unwrap().iter().map(|e| e.id).collect()
@@ -508,14 +510,14 @@ mod tests {
             vec![c]
         );
         let after: Vec<i64> = store
-            .events_after(a, None, KindSet::ALL, 10)
+            .events_after(a, None, SseKinds::ALL, 10)
             .unwrap()
             .iter()
             .map(|e| e.id)
             .collect();
         assert_eq!(after, vec![b, c]);
         let ends = store
-            .events_after(0, Some("a"), KindSet::parse("end").unwrap(), 10)
+            .events_after(0, Some("a"), SseKinds::parse("end").unwrap(), 10)
             .unwrap();
         assert_eq!(ends.len(), 1);
         assert_eq!(ends[0].event, "end");
@@ -548,9 +550,7 @@ mod tests {
                 .unwrap();
             assert!(store.delete_stream("gone").unwrap());
             assert!(!store.delete_stream("gone").unwrap());
-            store
-                .insert_event(&ev(EventKind::Start, "yard", "x", "2026-01-01T00:00:00Z"))
-                .unwrap();
+            put(&store, "start", "yard", "x", "2026-01-01T00:00:00Z");
             store.close().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();

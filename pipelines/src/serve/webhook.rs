@@ -14,9 +14,12 @@ use std::time::Duration;
 use reqwest::header::CONTENT_TYPE;
 use tokio::sync::{mpsc, watch};
 
+use vigil_engine::Labels;
+
 use super::hub::Sink;
 use super::metrics::Metrics;
-use super::record::{Published, RecordKind, StreamRecord};
+use super::record::{Published, SseKind};
+use crate::runtime::RuntimeEvent;
 
 /// One webhook receiver.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,8 +98,8 @@ impl WebhookSink {
 }
 
 impl Sink for WebhookSink {
-    fn offer(&self, rec: &StreamRecord, published: &Arc<Published>) {
-        if !matches!(rec.kind(), RecordKind::Start | RecordKind::End) {
+    fn offer(&self, _ev: &RuntimeEvent, published: &Arc<Published>, _labels: &Labels) {
+        if !matches!(published.kind, SseKind::Start | SseKind::End) {
             return;
         }
         let guard = self.tx.lock();

@@ -13,23 +13,44 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vigil_pipelines::events::EventKind;
-use vigil_pipelines::serve::control::{redact_uri, RgbFrame, StreamControl, StreamDef, StreamInfo};
-use vigil_pipelines::serve::hub::HubInput;
-use vigil_pipelines::serve::record::{
-    EventRecord, LabelRecord, StatusRecord, StreamRecord, TopLabel,
+use vigil_engine::Labels;
+use vigil_pipelines::events::{EndReason, Event, EventConfig, EventKind};
+use vigil_pipelines::redact::redact;
+use vigil_pipelines::runtime::{
+    EventRecord, LabelRecord, MetricsSnapshot, RuntimeEvent, StatusRecord, StreamInfo, TopK,
 };
+use vigil_pipelines::serve::control::{StreamControl, StreamDef};
+use vigil_pipelines::serve::hub::HubInput;
 use vigil_pipelines::serve::{Service, ServiceConfig};
+use vigil_pipelines::status::StreamPhase;
 use vigil_pipelines::PipelineError;
 
+/// Class names of the scripted records.
+pub const TEST_LABELS: [&str; 5] = ["archery", "boxing", "juggling balls", "other", "third"];
+
+pub fn test_labels() -> Labels {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), TEST_LABELS.join("\n")).unwrap();
+    Labels::load(f.path(), TEST_LABELS.len()).unwrap()
+}
+
+fn class(label: &str) -> usize {
+    TEST_LABELS
+        .iter()
+        .position(|l| *l == label)
+        .unwrap_or_else(|| panic!("{label} is not a test label"))
+}
+
 /// A [`StreamControl`] whose streams are entries in a list: every stream is `connected`,
-/// a `fail:` source is refused as a bad source, frames are set by the test.
+/// `test:pattern=nosuch` is refused as a bad source, snapshots are set by the test. It
+/// publishes `removed` like the runtime does.
 #[derive(Default)]
 pub struct ScriptedControl {
     pub streams: Mutex<Vec<StreamInfo>>,
-    pub frames: Mutex<HashMap<String, RgbFrame>>,
+    pub jpegs: Mutex<HashMap<String, Vec<u8>>>,
     pub not_ready: AtomicBool,
-    pub added: Mutex<Vec<StreamDef>>,
+    pub added: Mutex<Vec<(StreamDef, EventConfig)>>,
+    pub input: Mutex<Option<HubInput>>,
 }
 
 impl StreamControl for ScriptedControl {
@@ -42,7 +63,7 @@ impl StreamControl for ScriptedControl {
     fn stream(&self, name: &str) -> Option<StreamInfo> {
         self.streams().into_iter().find(|s| s.name == name)
     }
-    fn add(&self, def: &StreamDef) -> vigil_pipelines::Result<()> {
+    fn add(&self, def: &StreamDef, events: &EventConfig) -> vigil_pipelines::Result<()> {
         if def.uri.starts_with("test:pattern=nosuch") {
             return Err(PipelineError::BadSource {
                 source_str: def.uri.clone(),
@@ -50,17 +71,23 @@ impl StreamControl for ScriptedControl {
                 hint: "use a videotestsrc pattern".into(),
             });
         }
-        self.added.lock().unwrap().push(def.clone());
+        self.added
+            .lock()
+            .unwrap()
+            .push((def.clone(), events.clone()));
         self.streams.lock().unwrap().push(StreamInfo {
             name: def.name.clone(),
-            uri: redact_uri(&def.uri),
-            status: "connected".into(),
-            fps: def.fps,
+            uri: redact(&def.uri),
+            status: StreamPhase::Connected,
+            fps: 5.0,
             frames: 0,
             dropped: 0,
             reconnects: 0,
+            decoded: 0,
+            native_fps: None,
             top: vec![],
-            reason: None,
+            last_error: None,
+            live: true,
         });
         Ok(())
     }
@@ -68,65 +95,64 @@ impl StreamControl for ScriptedControl {
         let mut s = self.streams.lock().unwrap();
         let n = s.len();
         s.retain(|x| x.name != name);
-        self.frames.lock().unwrap().remove(name);
-        Ok(s.len() < n)
+        self.jpegs.lock().unwrap().remove(name);
+        let removed = s.len() < n;
+        if removed {
+            if let Some(input) = self.input.lock().unwrap().as_ref() {
+                input.send(status(name, StreamPhase::Removed));
+            }
+        }
+        Ok(removed)
     }
-    fn snapshot(&self, name: &str) -> Option<RgbFrame> {
-        self.frames.lock().unwrap().get(name).cloned()
+    fn snapshot_jpeg(&self, name: &str) -> vigil_pipelines::Result<Option<Vec<u8>>> {
+        Ok(self.jpegs.lock().unwrap().get(name).cloned())
+    }
+    fn engine_metrics(&self) -> Option<MetricsSnapshot> {
+        None
     }
 }
 
-pub fn now_ts() -> String {
-    let mut s = String::new();
-    vigil_pipelines::output::format_rfc3339(std::time::SystemTime::now(), &mut s);
-    s
-}
-
-pub fn label(stream: &str, seq: u64, top1: &str, score: f64) -> StreamRecord {
-    StreamRecord::Label(LabelRecord {
-        stream: stream.into(),
+/// A label record whose top class is `top1` (one of [`TEST_LABELS`]).
+pub fn label(stream: &str, seq: u64, top1: &str, score: f32) -> RuntimeEvent {
+    let c = class(top1);
+    let others = (0..TEST_LABELS.len()).filter(|&i| i != c).take(2);
+    let pairs =
+        std::iter::once((c, score)).chain(others.zip([(1.0 - score) / 2.0, (1.0 - score) / 4.0]));
+    RuntimeEvent::Label(LabelRecord {
+        stream: Arc::from(stream),
         seq,
-        pts_ms: seq as f64 * 200.0,
-        ts: now_ts(),
-        top: vec![
-            TopLabel {
-                label: top1.into(),
-                index: 0,
-                score,
-            },
-            TopLabel {
-                label: "other".into(),
-                index: 1,
-                score: (1.0 - score) / 2.0,
-            },
-            TopLabel {
-                label: "third".into(),
-                index: 2,
-                score: (1.0 - score) / 4.0,
-            },
-        ],
-        latency_ms: 35.0,
+        pts_ns: seq * 200_000_000,
+        ts: std::time::SystemTime::now(),
+        latency: Duration::from_millis(35),
+        top: TopK::from_pairs(pairs),
+        logits: None,
     })
 }
 
-pub fn event(kind: EventKind, stream: &str, label: &str) -> StreamRecord {
-    StreamRecord::Event(EventRecord {
-        kind,
-        stream: stream.into(),
-        label: label.into(),
-        score: 0.7,
-        pts_ms: 1000.0,
-        ts: now_ts(),
-        reason: None,
+pub fn event(kind: EventKind, stream: &str, label: &str) -> RuntimeEvent {
+    RuntimeEvent::Event(EventRecord {
+        stream: Arc::from(stream),
+        event: Event {
+            kind,
+            class: class(label),
+            score: 0.7,
+            pts_ns: 1_000_000_000,
+            reason: (kind == EventKind::End).then_some(EndReason::BelowExit),
+        },
+        ts: std::time::SystemTime::now(),
     })
 }
 
-pub fn status(stream: &str, status: &str) -> StreamRecord {
-    StreamRecord::Status(StatusRecord {
-        stream: stream.into(),
-        status: status.into(),
+pub fn status(stream: &str, phase: StreamPhase) -> RuntimeEvent {
+    RuntimeEvent::Status(StatusRecord {
+        stream: Arc::from(stream),
+        uri: Arc::from("test:"),
+        phase,
         reason: None,
-        extra: Default::default(),
+        frames: 0,
+        dropped: 0,
+        reconnects: 0,
+        ts: std::time::SystemTime::now(),
     })
 }
 
@@ -153,7 +179,9 @@ impl TestServer {
         dir: &Path,
         control: Arc<ScriptedControl>,
     ) -> TestServer {
-        let service = Service::start(&cfg, dir, control.clone()).expect("service starts");
+        let service =
+            Service::start(&cfg, dir, control.clone(), test_labels()).expect("service starts");
+        *control.input.lock().unwrap() = Some(service.records().unwrap());
         for (name, r) in service.resume_streams().unwrap() {
             r.unwrap_or_else(|e| panic!("resume {name}: {e}"));
         }
@@ -181,7 +209,7 @@ impl TestServer {
         }
     }
 
-    pub fn send(&self, rec: StreamRecord) {
+    pub fn send(&self, rec: RuntimeEvent) {
         assert!(self.input.as_ref().unwrap().send(rec));
     }
 
@@ -237,6 +265,7 @@ impl TestServer {
                 .unwrap();
         }
         self.input = None;
+        self.control.input.lock().unwrap().take();
         let service = Arc::try_unwrap(self.service)
             .ok()
             .expect("service no longer shared");
@@ -420,10 +449,13 @@ impl Drop for Broker {
     }
 }
 
-/// An MQTT subscriber (rumqttc) collecting `(topic, payload, retained)` on a channel.
+/// An MQTT subscriber (rumqttc) keeping every `(topic, payload, retained)` it received.
 pub struct Subscriber {
     pub rx: tokio::sync::mpsc::UnboundedReceiver<(String, String, bool)>,
     task: tokio::task::JoinHandle<()>,
+    seen: Vec<(String, String, bool)>,
+    /// `wait_for` looks at messages from here on (see [`Subscriber::mark`]).
+    from: usize,
 }
 
 impl Subscriber {
@@ -454,10 +486,24 @@ impl Subscriber {
                 }
             }
         });
-        Subscriber { rx, task }
+        Subscriber {
+            rx,
+            task,
+            seen: Vec::new(),
+            from: 0,
+        }
     }
 
-    /// Wait (bounded) for a message on `topic` whose payload satisfies `pred`.
+    /// From now on, `wait_for` ignores what was received before.
+    pub fn mark(&mut self) {
+        while let Ok(m) = self.rx.try_recv() {
+            self.seen.push(m);
+        }
+        self.from = self.seen.len();
+    }
+
+    /// Wait (bounded) for a message on `topic` whose payload satisfies `pred`, received
+    /// since the last [`Subscriber::mark`].
     pub async fn wait_for(
         &mut self,
         limit: Duration,
@@ -465,10 +511,17 @@ impl Subscriber {
         mut pred: impl FnMut(&str) -> bool,
     ) -> Option<(String, bool)> {
         let end = tokio::time::Instant::now() + limit;
+        let mut i = self.from;
         loop {
+            while i < self.seen.len() {
+                let (t, p, retained) = &self.seen[i];
+                i += 1;
+                if t == topic && pred(p) {
+                    return Some((p.clone(), *retained));
+                }
+            }
             match tokio::time::timeout_at(end, self.rx.recv()).await {
-                Ok(Some((t, p, retained))) if t == topic && pred(&p) => return Some((p, retained)),
-                Ok(Some(_)) => {}
+                Ok(Some(m)) => self.seen.push(m),
                 _ => return None,
             }
         }
