@@ -25,7 +25,7 @@ async fn durable_service_helper() {
     println!("listening {}", srv.addr);
     let mut i = 0u64;
     loop {
-        let kind = if i % 2 == 0 {
+        let kind = if i.is_multiple_of(2) {
             EventKind::Start
         } else {
             EventKind::End

@@ -214,10 +214,13 @@ async fn mqtt_last_will_when_the_process_dies() {
     assert_eq!(p, "offline");
 }
 
+/// What the receiver got: the X-Vigil-Event-Id header and the body.
+type Delivery = (Option<String>, Value);
+
 /// A webhook receiver: answers 503 to the first `fail_first` requests, then 200.
 #[derive(Clone, Default)]
 struct Receiver {
-    got: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    got: Arc<Mutex<Vec<Delivery>>>,
     attempts: Arc<Mutex<u32>>,
     fail_first: u32,
 }

@@ -33,7 +33,8 @@ fn rtsp_server_helper() {
     rtsp_server_main();
 }
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The two scenarios each load the model and run streams: one at a time on 2 cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const T: Duration = Duration::from_secs(60);
 
@@ -138,7 +139,7 @@ impl Drop for Served {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_end_to_end() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let mut broker = Broker::start();
     let mut mqtt = Subscriber::start(broker.port, "e2e-sub", &["vigil/#"]).await;
     let camera = RtspServer::start(free_port(), &[("cam", clip("arm_wrestling.mp4"))]);
@@ -332,7 +333,7 @@ fn first_logits(sub: &vigil_pipelines::runtime::Subscription) -> Arc<[f32]> {
 /// threads start) — in this test process the harness's threads already own arenas.
 #[test]
 fn add_remove_cycles_keep_memory_flat() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.blocking_lock();
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",

@@ -130,7 +130,7 @@ impl Metrics {
             let up = u8::from(s.status == crate::status::StreamPhase::Connected);
             let _ = writeln!(out, "vigil_stream_up{{stream=\"{}\"}} {up}", esc(&s.name));
         }
-        let per_stream: [(&str, &str, fn(&StreamInfo) -> u64); 3] = [
+        let per_stream: [(&str, &str, StreamCounter); 3] = [
             (
                 "vigil_frames_processed_total",
                 "Frames the engine processed.",
@@ -280,6 +280,9 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
     let _ = writeln!(out, "{name}_sum {}", h.sum);
     let _ = writeln!(out, "{name}_count {}", h.count);
 }
+
+/// Reads one per-stream counter of the runtime.
+type StreamCounter = fn(&StreamInfo) -> u64;
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");

@@ -57,9 +57,12 @@ impl WebhookConfig {
     }
 }
 
+/// Events waiting for delivery: (history id, JSON).
+type Queue = mpsc::Sender<(Option<i64>, Arc<str>)>;
+
 /// Delivers events to one URL.
 pub struct WebhookSink {
-    tx: parking_lot::Mutex<Option<mpsc::Sender<(Option<i64>, Arc<str>)>>>,
+    tx: parking_lot::Mutex<Option<Queue>>,
     metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
     worker: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
