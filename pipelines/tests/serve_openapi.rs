@@ -2,6 +2,9 @@
 //! installed into `target/vigil-venv` by `scripts/setup.sh`): property-based requests to
 //! every operation (the endless SSE stream excepted), with the token; no 5xx, responses as
 //! described (status codes, content types, schemas), and the service still answers after.
+//! The service runs on the scripted stream control: fuzzed stream URIs (`rtsp://<random
+//! host>`) must never reach a real source, which would resolve and dial hosts off this
+//! machine; the real runtime behind the same API is covered by `serve_streams.rs`.
 
 mod serve_support;
 

@@ -1,6 +1,7 @@
 //! The live page in a real browser: Debian's headless Chromium driven by chromedriver over
-//! WebDriver (plain HTTP on 127.0.0.1). It adds a camera through the page's form, sees two
-//! tiles with labels, removes one with its button, and leaves a screenshot in
+//! WebDriver (plain HTTP on 127.0.0.1), on the real `vigil serve` with the K600 model. It
+//! adds a camera through the page's form, sees two tiles with labels, sparklines and
+//! snapshots, removes one with its button, and leaves a screenshot in
 //! `target/test-artifacts/serve_page.png`.
 
 mod serve_support;
@@ -11,7 +12,6 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use serve_support::*;
-use vigil_pipelines::serve::ServiceConfig;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -183,36 +183,21 @@ impl Drop for Browser {
     }
 }
 
-const TILES: &str = "return [...document.querySelectorAll('.tile')].map(t => ({name: t.dataset.stream, labels: [...t.querySelectorAll('.labels li .label')].map(l => l.textContent), spark: t.querySelector('.spark polyline').getAttribute('points') || ''}))";
+const TILES: &str = "return [...document.querySelectorAll('.tile')].map(t => ({name: t.dataset.stream, labels: [...t.querySelectorAll('.labels li .label')].map(l => l.textContent), spark: t.querySelector('.spark polyline').getAttribute('points') || '', snapshot: t.querySelector('img').naturalWidth > 0}))";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_adds_a_camera_and_shows_live_tiles() {
-    let dir = tempfile::tempdir().unwrap();
-    let srv = TestServer::start(ServiceConfig::default(), dir.path()).await;
-    srv.post_json("/api/streams", &json!({"name": "yard", "uri": "test:"}))
+    // the real `vigil serve` with the K600 model; cameras are local test sources
+    let data = tempfile::tempdir().unwrap();
+    let srv = Served::start(data.path(), free_port(), &[]).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(srv.url("/api/streams"))
+        .json(&json!({"name": "yard", "uri": "test:pattern=ball"}))
         .send()
         .await
         .unwrap();
-    // labels for every stream, as the runtime sends them
-    let input = srv.input.clone().unwrap();
-    let control = srv.control.clone();
-    let feeder = tokio::spawn(async move {
-        for seq in 0.. {
-            for s in vigil_pipelines::serve::control::StreamControl::streams(&*control) {
-                input.send(label(
-                    &s.name,
-                    seq,
-                    if s.name == "yard" {
-                        "archery"
-                    } else {
-                        "juggling balls"
-                    },
-                    0.5 + (seq % 5) as f32 / 10.0,
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
+    assert_eq!(r.status(), 201);
 
     let browser = Browser::start().await;
     browser.call("POST", "/url", json!({"url": srv.base})).await;
@@ -222,15 +207,16 @@ async fn page_adds_a_camera_and_shows_live_tiles() {
         })
         .await;
     browser.type_into("#add-name", "porch").await;
-    browser.type_into("#add-uri", "test:pattern=ball").await;
+    browser.type_into("#add-uri", "test:pattern=smpte").await;
     browser.click("#add-submit").await;
     let tiles = browser
-        .wait(Duration::from_secs(30), TILES, |v| {
+        .wait(Duration::from_secs(60), TILES, |v| {
             v.as_array().is_some_and(|a| {
                 a.len() == 2
                     && a.iter().all(|t| {
                         t["labels"].as_array().unwrap().len() == 3
-                            && t["spark"].as_str().unwrap().contains(' ')
+                            && t["spark"].as_str().unwrap().split(' ').count() >= 3
+                            && t["snapshot"] == true
                     })
             })
         })
@@ -242,14 +228,16 @@ async fn page_adds_a_camera_and_shows_live_tiles() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["yard", "porch"]);
-    assert_eq!(tiles[1]["labels"][0], "juggling balls");
-    assert!(
-        srv.get("/api/streams/porch")
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success(),
+    let porch: Value = http
+        .get(srv.url("/api/streams/porch"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        porch["uri"], "test:pattern=smpte",
         "the form added it through the API"
     );
     let live = browser
@@ -279,11 +267,14 @@ async fn page_adds_a_camera_and_shows_live_tiles() {
         })
         .await;
     assert_eq!(
-        srv.get("/api/streams/yard").send().await.unwrap().status(),
+        http.get(srv.url("/api/streams/yard"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         404
     );
 
-    feeder.abort();
     browser.close().await;
-    srv.stop().await;
+    assert_eq!(srv.terminate().await, Some(0));
 }

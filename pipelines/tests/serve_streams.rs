@@ -13,13 +13,13 @@
 mod common;
 mod serve_support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{clip, k600_labels, k600_model, rtsp_server_main, RtspServer};
-use serde_json::{json, Value};
-use serve_support::{free_port, Broker, SseReader, Subscriber};
+use serde_json::json;
+use serve_support::{free_port, Broker, Served, SseReader, Subscriber};
 use vigil_engine::{Engine, EngineConfig, Labels};
 use vigil_pipelines::resample::Rate;
 use vigil_pipelines::runtime::{Kinds, Runtime, RuntimeEvent, RuntimeOptions, SubscriptionOptions};
@@ -38,105 +38,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const T: Duration = Duration::from_secs(60);
 
-/// `vigil serve` as a child process.
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Served {
-    async fn start(data: &std::path::Path, port: u16, mqtt: &str) -> Served {
-        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args([
-                "serve",
-                "--model",
-                &k600_model(),
-                "--labels",
-                &k600_labels(),
-                "--listen",
-            ])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data)
-            .args(["--mqtt", mqtt])
-            .env(
-                "VIGIL_LOG",
-                std::env::var("VIGIL_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn vigil serve");
-        let s = Served {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let end = Instant::now() + T;
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/readyz", s.base)).await {
-                if r.status() == 200 {
-                    break;
-                }
-            }
-            assert!(Instant::now() < end, "vigil serve not ready within {T:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        s
-    }
-
-    fn url(&self, p: &str) -> String {
-        format!("{}{p}", self.base)
-    }
-
-    async fn json(&self, p: &str) -> Value {
-        reqwest::get(self.url(p))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn metric(&self, line_prefix: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(line_prefix)
-                    .map(|v| v.trim().parse::<f64>().unwrap())
-            })
-            .unwrap_or(0.0)
-    }
-
-    /// SIGTERM, then the exit code (bounded).
-    async fn terminate(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code();
-            }
-            assert!(
-                Instant::now() < end,
-                "vigil serve did not exit within 30 s of SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_end_to_end() {
     let _serial = SERIAL.lock().await;
@@ -145,7 +46,7 @@ async fn sidecar_end_to_end() {
     let camera = RtspServer::start(free_port(), &[("cam", clip("arm_wrestling.mp4"))]);
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let srv = Served::start(data.path(), port, &broker.url()).await;
+    let srv = Served::start(data.path(), port, &["--mqtt", &broker.url()]).await;
     let http = reqwest::Client::new();
     let mut sse = SseReader::open(http.get(srv.url("/api/events"))).await;
 
@@ -271,7 +172,7 @@ async fn sidecar_end_to_end() {
         .collect();
 
     // restart: the remaining camera resumes; history intact
-    let srv = Served::start(data.path(), port, &broker.url()).await;
+    let srv = Served::start(data.path(), port, &["--mqtt", &broker.url()]).await;
     let streams = srv.json("/api/streams").await;
     let names: Vec<&str> = streams
         .as_array()

@@ -533,3 +533,111 @@ impl Drop for Subscriber {
         self.task.abort();
     }
 }
+
+/// `$VIGIL_SHARED/<rel>` (default `<workspace>/../shared`).
+pub fn shared(rel: &str) -> String {
+    let base = match std::env::var_os("VIGIL_SHARED") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+    };
+    base.join(rel).to_string_lossy().into_owned()
+}
+
+/// `vigil serve` as a child process.
+pub struct Served {
+    child: Child,
+    pub base: String,
+}
+
+impl Served {
+    pub async fn start(data: &std::path::Path, port: u16, extra: &[&str]) -> Served {
+        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args([
+                "serve",
+                "--model",
+                &shared("models/movinet_a0_stream_k600_int8.tflite"),
+                "--labels",
+                &shared("models/kinetics600_labels.txt"),
+                "--listen",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data)
+            .args(extra)
+            .env(
+                "VIGIL_LOG",
+                std::env::var("VIGIL_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn vigil serve");
+        let s = Served {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", s.base)).await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < end, "vigil serve not ready within 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        s
+    }
+
+    pub fn url(&self, p: &str) -> String {
+        format!("{}{p}", self.base)
+    }
+
+    pub async fn json(&self, p: &str) -> Value {
+        reqwest::get(self.url(p))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn metric(&self, line_prefix: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(line_prefix)
+                    .map(|v| v.trim().parse::<f64>().unwrap())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// SIGTERM, then the exit code (bounded).
+    pub async fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            assert!(
+                Instant::now() < end,
+                "vigil serve did not exit within 30 s of SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
