@@ -39,16 +39,7 @@ async fn streams_crud_errors_and_restart() {
         .not_ready
         .store(false, std::sync::atomic::Ordering::Relaxed);
 
-    assert_eq!(
-        srv.get("/api/streams")
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap(),
-        json!([])
-    );
+    assert_eq!(srv.get_json::<Value>("/api/streams").await, json!([]));
     let r = srv
         .post_json("/api/streams", &json!({"name": "yard", "uri": "rtsp://admin:s3cret@127.0.0.1:8554/yard", "fps": 5, "enter": 0.6}))
         .send()
@@ -254,34 +245,17 @@ async fn sse_history_and_metrics() {
     assert!(resumed.next(Duration::from_millis(300)).await.is_none());
 
     // history with filters
-    let h: Vec<Value> = srv
-        .get("/api/events/history")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h: Vec<Value> = srv.get_json("/api/events/history").await;
     assert_eq!(h.len(), 3);
     assert_eq!(h[0]["event"], "end", "newest first");
     let h: Vec<Value> = srv
-        .get("/api/events/history?stream=a&label=archery&limit=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/events/history?stream=a&label=archery&limit=1")
+        .await;
     assert_eq!(h.len(), 1);
     assert_eq!(h[0]["id"], id2);
     let h: Vec<Value> = srv
-        .get("/api/events/history?since=2000-01-01T00:00:00Z&until=2001-01-01T00:00:00Z")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/events/history?since=2000-01-01T00:00:00Z&until=2001-01-01T00:00:00Z")
+        .await;
     assert!(h.is_empty());
     let r = srv.get("/api/events/history?limit=0").send().await.unwrap();
     assert_eq!(r.status(), 400);
@@ -392,14 +366,7 @@ async fn token_snapshot_openapi_and_page() {
         .contains("default-src 'self'"));
     assert!(page.text().await.unwrap().contains("id=\"add-form\""));
 
-    let doc: Value = srv
-        .get("/api/openapi.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = srv.get_json("/api/openapi.json").await;
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/api/streams/{name}/snapshot.jpg"]["get"].is_object());
     assert_eq!(doc["security"][0]["bearer"], json!([]));

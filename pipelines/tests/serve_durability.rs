@@ -95,9 +95,9 @@ async fn kill_9_loses_no_acknowledged_event() {
             .iter()
             .find(|e| e.id == *id)
             .unwrap_or_else(|| panic!("event {id} acknowledged on SSE is not in the store"));
-        assert_eq!(e.label, data["label"].as_str().unwrap());
-        assert_eq!(e.event, data["event"].as_str().unwrap());
-        assert_eq!(e.ts, data["ts"].as_str().unwrap());
+        assert_eq!(e.fields.label, data["label"].as_str().unwrap());
+        assert_eq!(e.fields.event, data["event"].as_str().unwrap());
+        assert_eq!(e.fields.ts, data["ts"].as_str().unwrap());
     }
     println!(
         "{} events acknowledged on SSE, {} in the store after kill -9",

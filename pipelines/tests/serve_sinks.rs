@@ -310,14 +310,7 @@ async fn webhooks_retry_in_order_and_never_block() {
         .collect();
     assert_eq!(labels, TEST_LABELS, "in order, after two 503s");
     assert_eq!(*receiver.attempts.lock().unwrap(), 7);
-    let history: Vec<Value> = srv
-        .get("/api/events/history?limit=10")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Vec<Value> = srv.get_json("/api/events/history?limit=10").await;
     let first_id = history.last().unwrap()["id"].as_i64().unwrap();
     assert_eq!(
         got[0].0.as_deref(),

@@ -76,7 +76,7 @@ pub struct HistoryQuery {
 
 /// A start/end event as the hub stores it: the fields of its JSON line (read back from
 /// that line, so the history says exactly what SSE said) and the line itself.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct NewEvent {
     pub event: String,
     pub stream: String,
@@ -84,22 +84,16 @@ pub struct NewEvent {
     pub score: f64,
     pub pts_ms: f64,
     pub ts: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
-/// One stored start/end event: the event's fields plus its history `id`.
+/// One stored start/end event: its history `id` and fields (the history API's object).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredEvent {
     pub id: i64,
-    pub event: String,
-    pub stream: String,
-    pub label: String,
-    pub score: f64,
-    pub pts_ms: f64,
-    pub ts: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub fields: NewEvent,
     /// The line SSE sent for it.
     #[serde(skip)]
     pub json: String,
@@ -107,7 +101,7 @@ pub struct StoredEvent {
 
 impl StoredEvent {
     pub fn kind(&self) -> SseKind {
-        if self.event == "start" {
+        if self.fields.event == "start" {
             SseKind::Start
         } else {
             SseKind::End
@@ -322,13 +316,15 @@ impl Store {
 fn row_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         id: row.get(0)?,
-        event: row.get(1)?,
-        stream: row.get(2)?,
-        label: row.get(3)?,
-        score: row.get(4)?,
-        pts_ms: row.get(5)?,
-        ts: row.get(6)?,
-        reason: row.get(7)?,
+        fields: NewEvent {
+            event: row.get(1)?,
+            stream: row.get(2)?,
+            label: row.get(3)?,
+            score: row.get(4)?,
+            pts_ms: row.get(5)?,
+            ts: row.get(6)?,
+            reason: row.get(7)?,
+        },
         json: row.get(8)?,
     })
 }
@@ -520,7 +516,7 @@ mod tests {
             .events_after(0, Some("a"), SseKinds::parse("end").unwrap(), 10)
             .unwrap();
         assert_eq!(ends.len(), 1);
-        assert_eq!(ends[0].event, "end");
+        assert_eq!(ends[0].fields.event, "end");
         assert_eq!(store.last_event_id().unwrap(), c);
         assert_eq!(store.prune(t1).unwrap(), 1);
         assert_eq!(ids(all), vec![c, b]);

@@ -232,6 +232,11 @@ impl TestServer {
         }
     }
 
+    /// GET `path` (with the token) and parse the JSON body.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
+
     pub fn post_json(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
         let r = self
             .client()
