@@ -19,13 +19,16 @@
 //! - `cuda::CudaBackend` (feature `cuda`, on by default) — the CUDA backend: device-side
 //!   slot pool, fp16 storage with fp32 accumulation (or fp32), CUDA graphs per batch bucket.
 //! - [`labels::Labels`], [`fixture::Fixture`] — label files and reference fixtures.
-//! - [`bench`] — the step benchmark behind `vigil bench`.
+//! - [`bench`](mod@bench) — the step benchmark behind `vigil bench`.
 //! - [`roofline`] — a GPU performance MODEL of the CUDA step (datasheet roofline, per
 //!   layer and kernel), behind the `gpu_model` example; never a measurement.
+//! - [`clip`] — CLIP / X-CLIP encoders from Hugging Face folders for open-vocabulary
+//!   labels and text search ([`clip::ClipModel`], [`clip::XClipModel`]).
 //! - [`EngineError`] — the one error type of this crate.
 
 pub mod backend;
 pub mod bench;
+pub mod clip;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

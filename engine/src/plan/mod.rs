@@ -2,9 +2,9 @@
 //! buffers — the one description of a step that every backend follows.
 //!
 //! Main types:
-//! - [`Plan`] — built by [`Plan::lower`] from a [`crate::Model`] and checked before it is handed
-//!   out (every read sees the value the op expects, no op writes a buffer it reads, every
-//!   weight and state index fits its op). Printable (`{plan}`) for debugging.
+//! - [`Plan`] — built by [`Plan::lower`] from a [`crate::Model`] and checked before it is
+//!   handed out (every read sees the value the op expects, no op writes a buffer it reads,
+//!   every weight and state index fits its op). Printable (`{plan}`) for debugging.
 //! - [`Step`] / [`Op`] — one kernel launch in contract terms, with the layer and role it
 //!   implements. Op names and contracts are the kernels' (`vigil_kernels::cpu` and the
 //!   `.cu` files): `preprocess_u8`, `conv2d`, `pointwise` (optional residual, optional
@@ -26,6 +26,10 @@
 //!
 //! Submodules: `lower` ([`Plan::lower`]: the model's layers in step order), `check` (the
 //! invariants a plan is checked against before it is handed out), `display` (`{plan}`).
+//!
+//! Adding an op (a fused kernel, say): a variant of [`Op`] stating its contract, its arms
+//! in the methods of [`Op`], its place in `lower`; the compiler then lists every backend
+//! `match` (CPU, CUDA, roofline) that lacks it.
 //!
 //! State: ops name the stream buffer ([`Op::TemporalCausal`]) or cumulative pool
 //! ([`Op::CumulativePool`]) they carry by its index in [`Plan::stream_buffers`] /

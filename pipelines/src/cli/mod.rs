@@ -316,12 +316,23 @@ fn cpu_threads(requested: usize) -> usize {
 }
 
 fn make_engine(model: Arc<Model>, args: &EngineArgs) -> Result<Engine> {
+    make_engine_for(model, args, None)
+}
+
+/// [`make_engine`] sized for batches of up to `max_batch` streams (`--max-batch`): on a
+/// GPU this sets the workspace and how far the CUDA-graph buckets reach.
+fn make_engine_for(
+    model: Arc<Model>,
+    args: &EngineArgs,
+    max_batch: Option<u32>,
+) -> Result<Engine> {
     let engine = Engine::new(
         model,
         &EngineConfig {
             device: args.device,
             threads: cpu_threads(args.threads),
             precision: args.precision,
+            max_batch: max_batch.map_or(0, |n| n as usize),
             ..Default::default()
         },
     )?;
@@ -329,12 +340,17 @@ fn make_engine(model: Arc<Model>, args: &EngineArgs) -> Result<Engine> {
     Ok(engine)
 }
 
-/// The batch policy for `engine`: `--max-batch`, else 16 on the CPU, 4096 on a GPU.
+/// The batch policy for `engine`: `--max-batch`, else 16 on the CPU and the engine's
+/// default on a GPU (4096).
 fn batch_policy(a: &StreamArgs, engine: &Engine) -> BatchPolicy {
     let gpu = !engine.device_name().starts_with("cpu");
-    let default = if gpu { 4096 } else { DEFAULT_MAX_BATCH };
+    let default = if gpu {
+        engine.max_batch()
+    } else {
+        DEFAULT_MAX_BATCH
+    };
     BatchPolicy {
-        max_batch: a.max_batch.map(|n| n as usize).unwrap_or(default),
+        max_batch: a.max_batch.map_or(default, |n| n as usize),
         max_wait: Duration::from_millis(a.max_wait_ms),
     }
 }
@@ -479,7 +495,7 @@ fn classify(a: &ClassifyArgs) -> Result<Outcome> {
             }
         })
         .collect();
-    let engine = make_engine(model, &a.engine)?;
+    let engine = make_engine_for(model, &a.engine, a.stream.max_batch)?;
     let mode = RunMode {
         labels_out: true,
         logits: a.output.logits,
@@ -671,7 +687,7 @@ fn watch(a: &WatchArgs) -> Result<Outcome> {
         let names: Vec<String> = setups.iter().map(|s| s.name.clone()).collect();
         out.live(&names, None);
     }
-    let engine = make_engine(model, &a.engine)?;
+    let engine = make_engine_for(model, &a.engine, a.stream.max_batch)?;
     let mode = RunMode {
         labels_out: !a.events_only,
         logits: a.output.logits,
