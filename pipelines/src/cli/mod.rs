@@ -321,11 +321,7 @@ fn make_engine(model: Arc<Model>, args: &EngineArgs) -> Result<Engine> {
 
 /// [`make_engine`] sized for batches of up to `max_batch` streams (`--max-batch`): on a
 /// GPU this sets the workspace and how far the CUDA-graph buckets reach.
-fn make_engine_for(
-    model: Arc<Model>,
-    args: &EngineArgs,
-    max_batch: Option<u32>,
-) -> Result<Engine> {
+fn make_engine_for(model: Arc<Model>, args: &EngineArgs, max_batch: Option<u32>) -> Result<Engine> {
     let engine = Engine::new(
         model,
         &EngineConfig {

@@ -181,3 +181,112 @@ impl Hub {
         &self.labels
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::events::{Event, EventKind};
+    use crate::runtime::{EventRecord, LabelRecord, StatusRecord, TopK};
+    use crate::serve::store::HistoryQuery;
+
+    struct Recorder(Mutex<Vec<(SseKind, Option<i64>)>>);
+
+    impl Sink for Recorder {
+        fn offer(&self, _ev: &RuntimeEvent, p: &Arc<Published>, _labels: &Labels) {
+            self.0.lock().push((p.kind, p.id));
+        }
+    }
+
+    fn label(stream: &str) -> RuntimeEvent {
+        RuntimeEvent::Label(LabelRecord {
+            stream: Arc::from(stream),
+            seq: 0,
+            pts_ns: 0,
+            ts: SystemTime::now(),
+            latency: Duration::from_millis(20),
+            top: TopK::from_pairs([(1, 0.9), (0, 0.1)]),
+            logits: None,
+        })
+    }
+
+    #[test]
+    fn stores_before_publishing_and_drops_only_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let hub = Arc::new(Hub::new(
+            store.clone(),
+            metrics.clone(),
+            Labels::numbered(3),
+            vec![rec.clone()],
+            64,
+        ));
+        let mut live = hub.subscribe();
+        let (input, thread) = hub.spawn(8).unwrap();
+        assert!(input.send(label("a")));
+        assert!(input.send(RuntimeEvent::Event(EventRecord {
+            stream: Arc::from("a"),
+            event: Event {
+                kind: EventKind::Start,
+                class: 1,
+                score: 0.8,
+                pts_ns: 0,
+                reason: None
+            },
+            ts: SystemTime::now(),
+        })));
+        let first = live.blocking_recv().unwrap();
+        assert_eq!(first.kind, SseKind::Label);
+        assert!(first.json.contains("\"class_1\""), "{}", first.json);
+        let start = live.blocking_recv().unwrap();
+        let id = start.id.expect("a start has a history id");
+        // on disk before it was published, with the same line
+        let h = store
+            .history(&HistoryQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!((h[0].id, h[0].json.as_str()), (id, &*start.json));
+        assert_eq!(h[0].fields.label, "class_1");
+        input.send(RuntimeEvent::Status(StatusRecord {
+            stream: Arc::from("a"),
+            uri: Arc::from("test:"),
+            phase: StreamPhase::Removed,
+            reason: None,
+            frames: 1,
+            dropped: 0,
+            reconnects: 0,
+            ts: SystemTime::now(),
+        }));
+        drop(input);
+        thread.join().unwrap();
+        assert_eq!(
+            *rec.0.lock(),
+            vec![
+                (SseKind::Label, None),
+                (SseKind::Start, Some(id)),
+                (SseKind::Status, None)
+            ]
+        );
+        assert!(
+            !metrics.render(&[], None).contains("stream=\"a\""),
+            "a removed stream's series are gone"
+        );
+
+        // a full queue drops label records (counted), never events
+        let (tx, _rx) = channel::bounded(1);
+        let input = HubInput {
+            tx,
+            metrics: metrics.clone(),
+        };
+        assert!(input.send(label("b")));
+        assert!(!input.send(label("b")));
+        assert_eq!(metrics.records_dropped.get(), 1);
+    }
+}
