@@ -387,10 +387,9 @@ async fn add_remove_cycles_helper() {
     server.await.unwrap().unwrap();
     control.begin_shutdown();
     let rt2 = runtime.clone();
-    tokio::task::spawn_blocking(move || rt2.shutdown())
-        .await
-        .unwrap()
-        .unwrap();
+    let report =
+        tokio::task::spawn_blocking(move || rt2.shutdown().map_err(|e| e.to_string()).map(|_| ()));
+    report.await.unwrap().unwrap();
     drop((runtime, control, logits_sub));
     tokio::task::spawn_blocking(move || fwd.join())
         .await
