@@ -28,6 +28,8 @@
 //!   for services).
 //! - [`config::WatchConfig`] — the `cameras.toml` of `vigil watch --config`.
 //! - [`ingest_bench`] — the decode/resample/convert benchmark behind `vigil bench --ingest`.
+//! - [`serve`] — `vigil serve`, the sidecar: HTTP API, SSE, event history, metrics, MQTT,
+//!   webhooks and a live page around the runtime.
 //! - [`PipelineError`] — the one error type of this crate.
 
 pub mod bus;
@@ -45,6 +47,7 @@ pub mod redact;
 pub mod resample;
 pub mod runtime;
 pub mod scheduler;
+pub mod serve;
 pub mod source;
 pub mod status;
 

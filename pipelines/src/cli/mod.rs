@@ -47,6 +47,17 @@ pub enum Command {
     Watch(WatchArgs),
     /// Benchmark the engine step (default) or video ingest (--ingest).
     Bench(BenchArgs),
+    /// Run as a sidecar: HTTP API, live events (SSE), history, metrics, MQTT, webhooks and
+    /// a live page (see the README's "Run as a sidecar").
+    Serve(ServeCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeCmd {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub serve: crate::serve::config::ServeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +254,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Classify(a) => classify(&a),
         Command::Watch(a) => watch(&a),
         Command::Bench(a) => bench(&a),
+        Command::Serve(a) => serve(&a),
     }
 }
 
@@ -253,6 +265,23 @@ pub fn load_model(path: &Path) -> Result<Arc<Model>> {
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// `vigil serve`: validate the settings, load the model, run the sidecar until a signal.
+fn serve(a: &ServeCmd) -> Result<Outcome> {
+    crate::serve::run::limit_malloc_arenas();
+    let settings = crate::serve::config::ServeSettings::resolve(&a.serve)?;
+    let model_path = require_model(
+        &a.engine,
+        settings.model.as_ref(),
+        a.serve.config.as_deref(),
+    )?;
+    let model = load_model(model_path)?;
+    let labels = load_labels(settings.labels.as_deref(), model.classes())?;
+    let rate = Rate::Fps(model.default_fps());
+    let engine = make_engine(model, &a.engine)?;
+    crate::serve::run::run(settings, engine, labels, rate)?;
+    Ok(Outcome::default())
 }
 
 fn load_labels(path: Option<&Path>, classes: usize) -> Result<Labels> {
@@ -292,11 +321,7 @@ fn make_engine(model: Arc<Model>, args: &EngineArgs) -> Result<Engine> {
 
 /// [`make_engine`] sized for batches of up to `max_batch` streams (`--max-batch`): on a
 /// GPU this sets the workspace and how far the CUDA-graph buckets reach.
-fn make_engine_for(
-    model: Arc<Model>,
-    args: &EngineArgs,
-    max_batch: Option<u32>,
-) -> Result<Engine> {
+fn make_engine_for(model: Arc<Model>, args: &EngineArgs, max_batch: Option<u32>) -> Result<Engine> {
     let engine = Engine::new(
         model,
         &EngineConfig {
