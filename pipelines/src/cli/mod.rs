@@ -115,6 +115,9 @@ pub struct StreamArgs {
     /// Restart files at their end.
     #[arg(long = "loop")]
     pub looping: bool,
+    /// Play files at their own speed, as a camera would (default: as fast as the engine runs).
+    #[arg(long)]
+    pub realtime: bool,
     /// RTSP transport.
     #[arg(long, value_enum, default_value_t = RtspTransport::Tcp)]
     pub rtsp_transport: RtspTransport,
@@ -722,6 +725,7 @@ fn stream_options(a: &StreamArgs, size: usize, rate: Rate) -> StreamOptions {
     let mut o = StreamOptions::new(size, rate);
     o.aspect = a.aspect;
     o.looping = a.looping;
+    o.realtime = a.realtime;
     o.rtsp_transport = a.rtsp_transport;
     o.latency_ms = a.latency_ms;
     o

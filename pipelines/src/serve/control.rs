@@ -119,10 +119,11 @@ impl StreamControl for RuntimeControl {
             def.fps.unwrap_or(self.default_rate),
         );
         // a service's cameras come back: retry a source that is down at start, reconnect
-        // after its end; a file plays as a looping camera
+        // after its end; a file plays as a looping camera, at its own speed
         options.retry_initial = true;
         options.reconnect_on_eos = true;
         options.looping = true;
+        options.realtime = true;
         self.runtime
             .add_stream(StreamSetup {
                 name: def.name.clone(),
