@@ -155,7 +155,11 @@ impl Store {
     }
 
     fn err(&self, what: &str, e: rusqlite::Error) -> PipelineError {
-        PipelineError::Internal(format!("store {}: {what}: {e}", self.path.display()))
+        PipelineError::Store {
+            path: self.path.clone(),
+            what: what.into(),
+            source: e,
+        }
     }
 
     /// Commit one start/end event (`json`: its line); returns its history id.
@@ -305,11 +309,16 @@ impl Store {
     /// Fold the WAL back into the database file and close (a clean shutdown).
     pub fn close(self) -> Result<()> {
         let w = self.writer.into_inner();
+        let path = self.path;
+        let failed = |what: &str, source| PipelineError::Store {
+            path: path.clone(),
+            what: what.into(),
+            source,
+        };
         w.pragma_update(None, "wal_checkpoint", "TRUNCATE")
-            .map_err(|e| PipelineError::Internal(format!("store checkpoint: {e}")))?;
+            .map_err(|e| failed("cannot checkpoint", e))?;
         drop(self.reader);
-        w.close()
-            .map_err(|(_, e)| PipelineError::Internal(format!("store close: {e}")))
+        w.close().map_err(|(_, e)| failed("cannot close", e))
     }
 }
 
