@@ -22,16 +22,28 @@
 //! [[webhook]]
 //! url = "http://127.0.0.1:9000/vigil"
 //! queue = 256
+//!
+//! [[stream]]                        # cameras declared here start at every start
+//! name = "yard"                     # same fields as POST /api/streams
+//! uri = "rtsp://user:password@192.168.1.20/stream1"
+//! fps = 5
+//! enter = 0.6
 //! ```
 //!
-//! Unknown keys are errors (a typo must not silently change behaviour).
+//! A `[[stream]]` is put in the store at start (the file wins over a stored stream of the
+//! same name), so it shows, persists and can be removed like one added through the API —
+//! but while it is in the file it comes back at the next start. A relative file path in
+//! its `uri` is relative to the file. Unknown keys are errors (a typo must not silently
+//! change behaviour).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::api::parse_new_stream;
 use super::auth::{check_listen, check_token};
+use super::control::StreamDef;
 use super::mqtt::MqttConfig;
 use super::webhook::WebhookConfig;
 use super::ServiceConfig;
@@ -107,6 +119,9 @@ pub struct ServeFile {
     pub mqtt: Option<MqttFile>,
     #[serde(default)]
     pub webhook: Vec<WebhookFile>,
+    /// `[[stream]]`: checked like a `POST /api/streams` body.
+    #[serde(default)]
+    pub stream: Vec<toml::Table>,
 }
 
 impl ServeFile {
@@ -133,8 +148,57 @@ impl ServeFile {
         {
             *p = base.join(&*p);
         }
+        for st in &mut f.stream {
+            if let Some(toml::Value::String(uri)) = st.get_mut("uri") {
+                if let Some(abs) = relative_file_uri(base, uri) {
+                    *uri = abs;
+                }
+            }
+        }
         Ok(f)
     }
+}
+
+/// A plain relative path (a file, not a URI or a `test:`/`gst:` source) joined to `base`.
+fn relative_file_uri(base: &Path, uri: &str) -> Option<String> {
+    let p = Path::new(uri);
+    let scheme = uri.split_once(':').is_some_and(|(s, _)| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    (!scheme && p.is_relative() && !uri.is_empty()).then(|| base.join(p).display().to_string())
+}
+
+/// The `[[stream]]` tables as stream definitions, each checked like an API body.
+fn configured_streams(
+    tables: &[toml::Table],
+    defaults: &EventConfig,
+    cfg_err: impl Fn(String, &str) -> PipelineError,
+) -> Result<Vec<StreamDef>> {
+    let mut defs: Vec<StreamDef> = Vec::with_capacity(tables.len());
+    for (i, t) in tables.iter().enumerate() {
+        let which = match t.get("name").and_then(toml::Value::as_str) {
+            Some(n) => format!("[[stream]] {n:?}"),
+            None => format!("[[stream]] #{}", i + 1),
+        };
+        let body = serde_json::to_vec(t).map_err(|e| {
+            cfg_err(
+                format!("{which}: {e}"),
+                "write name, uri and optional fps/enter/exit",
+            )
+        })?;
+        let def = parse_new_stream(&body, defaults)
+            .map_err(|e| cfg_err(format!("{which}: {}", e.error), &e.hint))?;
+        if defs.iter().any(|d| d.name == def.name) {
+            return Err(cfg_err(
+                format!("{which} is declared twice"),
+                "give each [[stream]] its own name",
+            ));
+        }
+        defs.push(def);
+    }
+    Ok(defs)
 }
 
 /// Everything `vigil serve` needs besides the engine, validated.
@@ -212,6 +276,16 @@ impl ServeSettings {
                 "allow at least one stream",
             ));
         }
+        let streams = configured_streams(&file.stream, &defaults, &cfg_err)?;
+        if streams.len() > max_streams {
+            return Err(cfg_err(
+                format!(
+                    "{} [[stream]]s over max_streams = {max_streams}",
+                    streams.len()
+                ),
+                "raise max_streams or declare fewer streams",
+            ));
+        }
         let mqtt_file = file.mqtt.clone().unwrap_or_default();
         let mqtt = match args.mqtt.as_ref().or(mqtt_file.url.as_ref()) {
             None => None,
@@ -281,6 +355,7 @@ impl ServeSettings {
                 defaults,
                 mqtt,
                 webhooks,
+                streams,
                 ..ServiceConfig::default()
             },
         })
@@ -365,6 +440,14 @@ mod tests {
             "mqtt_url = \"x\"",
             "[mqtt]\nurl = \"mqtt://h\"\nprefix = \"a/#\"",
             "[[webhook]]\nurl = \"ftp://x\"",
+            "[[stream]]\nname = \"a\"\nuri = \"test:\"\n[[stream]]\nname = \"a\"\nuri = \"test:\"",
+            "[[stream]]\nname = \"../etc\"\nuri = \"test:\"",
+            "[[stream]]\nname = \"a\"\nuri = \"rtsp://\"",
+            "[[stream]]\nname = \"a\"\nuri = \"test:\"\nfps = \"fast\"",
+            "[[stream]]\nname = \"a\"\nuri = \"test:\"\nenter = 2.0",
+            "[[stream]]\nname = \"a\"\nuri = \"test:\"\ncolour = \"red\"",
+            "[[stream]]\nuri = \"test:\"",
+            "max_streams = 1\n[[stream]]\nname = \"a\"\nuri = \"test:\"\n[[stream]]\nname = \"b\"\nuri = \"test:\"",
         ] {
             std::fs::write(&p, bad).unwrap();
             let e = ServeSettings::resolve(&ServeArgs {
@@ -374,5 +457,40 @@ mod tests {
             .unwrap_err();
             assert!(e.is_user_error(), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn streams_declared_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("vigil.toml");
+        std::fs::create_dir(dir.path().join("clips")).unwrap();
+        // parsing checks the file is there; decoding it is the stream's business
+        std::fs::write(dir.path().join("clips/a.mp4"), b"not decoded here").unwrap();
+        std::fs::write(
+            &p,
+            "[[stream]]\nname = \"yard\"\nuri = \"rtsp://u:p@10.0.0.2/s\"\nfps = 5\nenter = 0.6\n\
+             [[stream]]\nname = \"demo\"\nuri = \"clips/a.mp4\"\nfps = \"native\"\n\
+             [[stream]]\nname = \"bars\"\nuri = \"test:pattern=ball\"\n",
+        )
+        .unwrap();
+        let s = ServeSettings::resolve(&ServeArgs {
+            config: Some(p),
+            ..Default::default()
+        })
+        .unwrap();
+        let st = &s.service.streams;
+        assert_eq!(st.len(), 3);
+        assert_eq!(st[0].name, "yard");
+        assert_eq!(st[0].uri, "rtsp://u:p@10.0.0.2/s");
+        assert_eq!(st[0].fps, Some(crate::resample::Rate::Fps(5.0)));
+        assert_eq!(st[0].enter, Some(0.6));
+        assert_eq!(st[0].exit, None);
+        // a relative file is relative to vigil.toml; URIs and test: sources are kept
+        assert_eq!(
+            st[1].uri,
+            dir.path().join("clips/a.mp4").display().to_string()
+        );
+        assert_eq!(st[1].fps, Some(crate::resample::Rate::Native));
+        assert_eq!(st[2].uri, "test:pattern=ball");
     }
 }

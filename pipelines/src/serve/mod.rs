@@ -50,7 +50,7 @@ use tokio::sync::watch;
 use vigil_engine::Labels;
 
 use self::api::{AppInner, AppState};
-use self::control::StreamControl;
+use self::control::{StreamControl, StreamDef};
 use self::hub::{Hub, HubInput, Sink};
 use self::metrics::Metrics;
 use self::mqtt::{MqttConfig, MqttSink};
@@ -71,6 +71,8 @@ pub struct ServiceConfig {
     pub defaults: EventConfig,
     pub mqtt: Option<MqttConfig>,
     pub webhooks: Vec<WebhookConfig>,
+    /// Streams declared in vigil.toml (`[[stream]]`): stored at start, the file winning.
+    pub streams: Vec<StreamDef>,
     /// Records queued between the streams and the hub.
     pub hub_queue: usize,
     /// Records an SSE client may fall behind before it skips label/status records.
@@ -86,6 +88,7 @@ impl Default for ServiceConfig {
             defaults: EventConfig::default(),
             mqtt: None,
             webhooks: Vec::new(),
+            streams: Vec::new(),
             hub_queue: 4096,
             sse_buffer: 1024,
         }
@@ -114,6 +117,7 @@ impl Service {
         labels: Labels,
     ) -> Result<Service> {
         let store = Arc::new(Store::open(data_dir)?);
+        seed_configured_streams(&store, &cfg.streams)?;
         let metrics = Arc::new(Metrics::new());
         let mqtt = cfg
             .mqtt
@@ -289,5 +293,66 @@ impl Service {
             Err(_) => tracing::debug!("store still shared at close; it closes when dropped"),
         }
         Ok(())
+    }
+}
+
+/// Put vigil.toml's `[[stream]]`s in the store (the file wins over a stored stream of the
+/// same name); stored streams that match are left as they are (they keep their place).
+fn seed_configured_streams(store: &Store, configured: &[StreamDef]) -> Result<()> {
+    if configured.is_empty() {
+        return Ok(());
+    }
+    let stored = store.streams()?;
+    for def in configured {
+        match stored.iter().find(|d| d.name == def.name) {
+            Some(d) if d == def => {}
+            Some(_) => {
+                tracing::info!(stream = %def.name, "vigil.toml overrides the stored stream");
+                store.save_stream(def)?;
+            }
+            None => store.save_stream(def)?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resample::Rate;
+
+    fn def(name: &str, uri: &str, enter: Option<f32>) -> StreamDef {
+        StreamDef {
+            name: name.into(),
+            uri: uri.into(),
+            fps: Some(Rate::Fps(5.0)),
+            enter,
+            exit: None,
+        }
+    }
+
+    #[test]
+    fn configured_streams_are_stored_and_the_file_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.save_stream(&def("api", "test:", None)).unwrap();
+        store
+            .save_stream(&def("yard", "test:pattern=snow", None))
+            .unwrap();
+        let file = [
+            def("yard", "test:pattern=ball", Some(0.7)),
+            def("gate", "test:", None),
+        ];
+        seed_configured_streams(&store, &file).unwrap();
+        let stored = store.streams().unwrap();
+        let names: Vec<&str> = stored.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(stored.len(), 3, "{names:?}");
+        assert!(stored.contains(&def("api", "test:", None)));
+        assert!(stored.contains(&file[0]), "the file's definition wins");
+        assert!(stored.contains(&file[1]));
+        // removed through the API, it comes back at the next start
+        assert!(store.delete_stream("gate").unwrap());
+        seed_configured_streams(&store, &file).unwrap();
+        assert!(store.has_stream("gate").unwrap());
     }
 }
