@@ -276,7 +276,7 @@ impl ServeSettings {
                 "allow at least one stream",
             ));
         }
-        let streams = configured_streams(&file.stream, &defaults, &cfg_err)?;
+        let streams = configured_streams(&file.stream, &defaults, cfg_err)?;
         if streams.len() > max_streams {
             return Err(cfg_err(
                 format!(
