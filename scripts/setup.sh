@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Vigil needs to build and test on Debian 12 (idempotent, quick when done):
 #   - GStreamer 1.22 dev packages, plugins and gst-rtsp-server (apt)
+#   - for `vigil serve` and its tests: libsqlite3-dev, mosquitto (a real MQTT broker the
+#     tests start on 127.0.0.1), chromium + chromium-driver (the page's browser test)
+#   - schemathesis from PyPI (checks the serve API against its OpenAPI description)
 #   - NVRTC + CUDA runtime headers from PyPI wheels (kernels compile at run time with
 #     NVRTC; no GPU or CUDA toolkit needed to check that they compile)
 # and writes target/vigil-env.sh, which the other scripts source.
@@ -11,7 +14,8 @@ cd "$root"
 apt_pkgs=(pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
-  libgstrtspserver-1.0-dev gstreamer1.0-rtsp)
+  libgstrtspserver-1.0-dev gstreamer1.0-rtsp
+  libsqlite3-dev mosquitto mosquitto-clients chromium chromium-driver)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,6 +36,10 @@ site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pur
 if [ ! -d "$site/nvidia/cuda_nvrtc/lib" ] || [ ! -d "$site/nvidia/cuda_runtime/include" ]; then
   echo "setup: installing NVRTC wheels"
   "$venv/bin/pip" install -q --disable-pip-version-check nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-runtime-cu12==12.9.79
+fi
+if [ ! -x "$venv/bin/schemathesis" ]; then
+  echo "setup: installing schemathesis"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check schemathesis==4.32.5
 fi
 cat > "$root/target/vigil-env.sh" <<ENV
 # written by scripts/setup.sh

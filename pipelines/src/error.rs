@@ -135,6 +135,16 @@ pub enum PipelineError {
     /// A pipeline refused a state change.
     #[error("GStreamer state change failed: {0}")]
     StateChange(#[from] gstreamer::StateChangeError),
+    /// The embedded SQLite store (history, streams, search windows) failed while running.
+    #[error(
+        "store {path}: {what}: {source} — check free disk space and the data dir's permissions"
+    )]
+    Store {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
     /// A thread of the pipeline panicked or could not be started.
     #[error("internal: {0}")]
     Internal(String),
@@ -196,6 +206,7 @@ impl PipelineError {
             | PipelineError::GlibBool(_)
             | PipelineError::StateChange(_)
             | PipelineError::RuntimeStopped
+            | PipelineError::Store { .. }
             | PipelineError::Internal(_) => false,
         }
     }

@@ -33,6 +33,8 @@
 //!   embeddings in the data dir's SQLite database and text search over them.
 //! - [`config::WatchConfig`] — the `cameras.toml` of `vigil watch --config`.
 //! - [`ingest_bench`] — the decode/resample/convert benchmark behind `vigil bench --ingest`.
+//! - [`serve`] — `vigil serve`, the sidecar: HTTP API, SSE, event history, metrics, MQTT,
+//!   webhooks and a live page around the runtime.
 //! - [`PipelineError`] — the one error type of this crate.
 
 pub mod analyzer;
@@ -52,6 +54,7 @@ pub mod resample;
 pub mod runtime;
 pub mod scheduler;
 pub mod search;
+pub mod serve;
 pub mod source;
 pub mod status;
 

@@ -161,9 +161,11 @@ pub fn build_pipeline(
         .width(opts.size as i32)
         .height(opts.size as i32)
         .build();
+    // a paced file syncs on the pipeline clock; everything else takes frames when they come
+    let paced = opts.realtime && !spec.is_live();
     let appsink = gst_app::AppSink::builder()
         .caps(&caps)
-        .sync(false)
+        .sync(paced)
         .max_buffers(1)
         .drop(false)
         .enable_last_sample(false)

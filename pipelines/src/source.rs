@@ -351,6 +351,9 @@ pub struct StreamOptions {
     pub latency_ms: u32,
     /// Restart a file at its end.
     pub looping: bool,
+    /// Deliver a file's frames at the pace of its timestamps, as a camera would, instead
+    /// of as fast as the engine takes them. Live sources are paced by their source already.
+    pub realtime: bool,
     /// Treat EOS of a network source as loss and reconnect (long-running `watch`).
     pub reconnect_on_eos: bool,
     /// Keep retrying a network or device source that never connected (long-running
@@ -372,6 +375,7 @@ impl StreamOptions {
             rtsp_transport: RtspTransport::Tcp,
             latency_ms: 200,
             looping: false,
+            realtime: false,
             reconnect_on_eos: false,
             retry_initial: false,
             backoff_min: Duration::from_millis(500),

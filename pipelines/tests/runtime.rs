@@ -354,3 +354,45 @@ fn shutdown_drains_sends_final_records_and_closes_subscriptions() {
     assert!(end.frames > 0);
     assert!(rt.add_stream(setup("late", "test:", None)).is_err());
 }
+
+/// A file played in real time (`StreamOptions::realtime`, what `serve` does for file
+/// cameras and `--realtime` asks for) delivers its frames at the pace of their
+/// timestamps: 10 frames at 5 fps span at least ~2 s, and none is lost.
+#[test]
+fn realtime_file_is_paced_by_its_timestamps_and_loses_nothing() {
+    let fx = vigil_engine::fixture::Fixture::load(
+        &shared().join("fixtures/k600__arm_wrestling_5fps.safetensors"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ten.raw");
+    let frames: Vec<u8> = (0..10).flat_map(|i| fx.frame(i).to_vec()).collect();
+    std::fs::write(&path, frames).unwrap();
+    let s = fx.size();
+    let source = format!(
+        "gst:filesrc location={} ! rawvideoparse width={s} height={s} format=rgb framerate=5/1",
+        path.display()
+    );
+    let rt = runtime(RuntimeOptions::default());
+    let sub = rt.subscribe(SubscriptionOptions {
+        overflow: Overflow::Block,
+        ..Default::default()
+    });
+    let mut paced = setup("paced", &source, None);
+    paced.options.realtime = true;
+    let t = Instant::now();
+    rt.add_stream(paced).unwrap();
+    let got = until(&sub, |e| matches!(e, RuntimeEvent::End(_)));
+    let elapsed = t.elapsed();
+    let Some(RuntimeEvent::End(end)) = got.last() else {
+        unreachable!()
+    };
+    assert_eq!(end.frames, 10, "{end:?}");
+    assert_eq!(end.dropped, 0, "{end:?}");
+    // the last of 10 frames at 5 fps is due 1.8 s after the first
+    assert!(
+        elapsed >= Duration::from_millis(1700),
+        "10 frames at 5 fps came in {elapsed:?}: not paced"
+    );
+    rt.shutdown().unwrap();
+}

@@ -57,6 +57,17 @@ pub enum Command {
     Bench(BenchArgs),
     /// Search what the cameras saw by text (windows stored by classify/watch --clip).
     Search(SearchArgs),
+    /// Run as a sidecar: HTTP API, live events (SSE), history, metrics, MQTT, webhooks and
+    /// a live page (see the README's "Run as a sidecar").
+    Serve(ServeCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeCmd {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub serve: crate::serve::config::ServeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +125,9 @@ pub struct StreamArgs {
     /// Restart files at their end.
     #[arg(long = "loop")]
     pub looping: bool,
+    /// Play files at their own speed, as a camera would (default: as fast as the engine runs).
+    #[arg(long)]
+    pub realtime: bool,
     /// RTSP transport.
     #[arg(long, value_enum, default_value_t = RtspTransport::Tcp)]
     pub rtsp_transport: RtspTransport,
@@ -262,6 +276,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Watch(a) => watch(&a),
         Command::Bench(a) => bench(&a),
         Command::Search(a) => search::run(&a),
+        Command::Serve(a) => serve(&a),
     }
 }
 
@@ -272,6 +287,23 @@ pub fn load_model(path: &Path) -> Result<Arc<Model>> {
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// `vigil serve`: validate the settings, load the model, run the sidecar until a signal.
+fn serve(a: &ServeCmd) -> Result<Outcome> {
+    crate::serve::run::limit_malloc_arenas();
+    let settings = crate::serve::config::ServeSettings::resolve(&a.serve)?;
+    let model_path = require_model(
+        &a.engine,
+        settings.model.as_ref(),
+        a.serve.config.as_deref(),
+    )?;
+    let model = load_model(model_path)?;
+    let labels = load_labels(settings.labels.as_deref(), model.classes())?;
+    let rate = Rate::Fps(model.default_fps());
+    let engine = make_engine(model, &a.engine)?;
+    crate::serve::run::run(settings, engine, labels, rate)?;
+    Ok(Outcome::default())
 }
 
 fn load_labels(path: Option<&Path>, classes: usize) -> Result<Labels> {
@@ -859,6 +891,7 @@ fn stream_options(a: &StreamArgs, size: usize, rate: Rate) -> StreamOptions {
     let mut o = StreamOptions::new(size, rate);
     o.aspect = a.aspect;
     o.looping = a.looping;
+    o.realtime = a.realtime;
     o.rtsp_transport = a.rtsp_transport;
     o.latency_ms = a.latency_ms;
     o
