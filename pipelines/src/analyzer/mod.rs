@@ -228,6 +228,16 @@ impl Analyzer {
         }
     }
 
+    /// What embeds text search queries in this analyzer's joint space (CLIP, X-CLIP),
+    /// sharing its model.
+    pub fn query_encoder(&self) -> Option<crate::search::QueryEncoder> {
+        match self {
+            Analyzer::Movinet(_) => None,
+            Analyzer::ZeroShot(z) => Some(crate::search::QueryEncoder::Clip(z.shared_model())),
+            Analyzer::VideoClips(v) => Some(crate::search::QueryEncoder::XClip(v.shared_model())),
+        }
+    }
+
     /// The frames this analyzer takes.
     pub fn frame_fit(&self) -> FrameFit {
         let clip = Some((Aspect::CenterCrop, Scaling::Bicubic));

@@ -8,6 +8,7 @@
 //! scored clip is a window for the search store (its video embedding).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use vigil_engine::clip::preprocess::PreprocessWorkspace;
 use vigil_engine::clip::{RgbFrame, SlidingClip, VideoPromptSet, XClipModel, XClipWorkspace};
@@ -38,7 +39,7 @@ struct Lane {
 
 /// X-CLIP video labels (see the module docs).
 pub struct VideoClips {
-    model: XClipModel,
+    model: Arc<XClipModel>,
     prompts: VideoPromptSet,
     labels: Labels,
     stride: usize,
@@ -113,12 +114,17 @@ impl VideoClips {
             video: Vec::new(),
             description,
             warning,
-            model,
+            model: Arc::new(model),
         })
     }
 
     pub fn model(&self) -> &XClipModel {
         &self.model
+    }
+
+    /// The model, shared (e.g. to embed search queries while the streams run).
+    pub fn shared_model(&self) -> Arc<XClipModel> {
+        self.model.clone()
     }
 
     pub fn labels(&self) -> &Labels {

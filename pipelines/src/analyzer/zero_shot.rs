@@ -11,6 +11,7 @@
 //! windows tile the stream's time.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use vigil_engine::clip::preprocess::PreprocessWorkspace;
@@ -68,7 +69,7 @@ struct Lane {
 
 /// CLIP zero-shot labels (see the module docs).
 pub struct ZeroShot {
-    model: ClipModel,
+    model: Arc<ClipModel>,
     prompts: PromptSet,
     labels: Labels,
     window: f64,
@@ -133,12 +134,17 @@ impl ZeroShot {
             pixels: Vec::new(),
             description,
             warning,
-            model,
+            model: Arc::new(model),
         })
     }
 
     pub fn model(&self) -> &ClipModel {
         &self.model
+    }
+
+    /// The model, shared (e.g. to embed search queries while the streams run).
+    pub fn shared_model(&self) -> Arc<ClipModel> {
+        self.model.clone()
     }
 
     /// Prompt texts, labels then background.

@@ -15,6 +15,7 @@ use vigil_engine::{Device, EngineError};
 
 use super::{parse_seconds, say, Outcome};
 use crate::analyzer::{Analyzer, VideoClips, VideoConfig, ZeroShot, ZeroShotConfig};
+use crate::serve::config::ClipFileSettings;
 use crate::{PipelineError, Result};
 
 /// Open-vocabulary labels: a CLIP or X-CLIP folder and the prompts to score.
@@ -67,20 +68,37 @@ impl ClipArgs {
     /// Fill what the command line left out from `cameras.toml` (the command line wins;
     /// `--model` on the command line keeps the config's CLIP folder out).
     pub fn with_config(&self, cfg: &crate::config::WatchConfig, cli_model: bool) -> ClipArgs {
+        self.with_file(
+            &ClipFileSettings {
+                clip: cfg.clip.clone(),
+                xclip: cfg.xclip.clone(),
+                prompts: cfg.prompts.clone(),
+                prompts_file: cfg.prompts_file.clone(),
+                background: cfg.background.clone(),
+                window: cfg.window,
+                stride: cfg.stride,
+            },
+            cli_model,
+        )
+    }
+
+    /// Fill what the command line left out from a config file's settings (`cameras.toml`
+    /// or `vigil.toml`; the command line wins, `--model` keeps the file's folder out).
+    pub fn with_file(&self, f: &ClipFileSettings, cli_model: bool) -> ClipArgs {
         let mut c = self.clone();
         if c.model().is_none() && !cli_model {
-            c.clip = cfg.clip.clone();
-            c.xclip = cfg.xclip.clone();
+            c.clip = f.clip.clone();
+            c.xclip = f.xclip.clone();
         }
         if c.prompt.is_empty() && c.prompts_file.is_none() {
-            c.prompt = cfg.prompts.clone();
-            c.prompts_file = cfg.prompts_file.clone();
+            c.prompt = f.prompts.clone();
+            c.prompts_file = f.prompts_file.clone();
         }
         if c.background.is_empty() {
-            c.background = cfg.background.clone();
+            c.background = f.background.clone();
         }
-        c.window = c.window.or(cfg.window.map(Duration::from_secs_f64));
-        c.stride = c.stride.or(cfg.stride);
+        c.window = c.window.or(f.window.map(Duration::from_secs_f64));
+        c.stride = c.stride.or(f.stride);
         c
     }
 

@@ -68,6 +68,9 @@ pub struct ServeCmd {
     pub engine: EngineArgs,
     #[command(flatten)]
     pub serve: crate::serve::config::ServeArgs,
+    /// Open-vocabulary labels for every stream of the service (instead of --model).
+    #[command(flatten)]
+    pub clip: ClipArgs,
 }
 
 #[derive(Debug, Args)]
@@ -293,16 +296,45 @@ pub fn load_model(path: &Path) -> Result<Arc<Model>> {
 fn serve(a: &ServeCmd) -> Result<Outcome> {
     crate::serve::run::limit_malloc_arenas();
     let settings = crate::serve::config::ServeSettings::resolve(&a.serve)?;
-    let model_path = require_model(
-        &a.engine,
-        settings.model.as_ref(),
-        a.serve.config.as_deref(),
-    )?;
-    let model = load_model(model_path)?;
-    let labels = load_labels(settings.labels.as_deref(), model.classes())?;
-    let rate = Rate::Fps(model.default_fps());
-    let engine = make_engine(model, &a.engine)?;
-    crate::serve::run::run(settings, engine, labels, rate)?;
+    // the command line's model (--model, --clip or --xclip) keeps the file's out
+    let cli_model = a.engine.model.is_some();
+    let clip_args = a.clip.with_file(&settings.clip, cli_model);
+    clip_args.check_unused()?;
+    let (analyzer, labels, rate) = if clip_args.model().is_some() {
+        if settings.labels.is_some() {
+            return Err(PipelineError::usage(
+                "--labels names a MoViNet model's classes; with --clip/--xclip the labels are the prompts",
+                "drop --labels (or `labels` in vigil.toml)",
+            ));
+        }
+        let prompts = clip::prompts(&clip_args, None)?;
+        let analyzer = clip::build_analyzer(
+            &clip_args,
+            prompts,
+            cpu_threads(a.engine.threads),
+            a.engine.device,
+        )?;
+        let labels = analyzer
+            .labels()
+            .ok_or_else(|| PipelineError::Internal("a CLIP analyzer without labels".into()))?;
+        let rate = Rate::Fps(analyzer.info().default_fps);
+        (analyzer, labels, rate)
+    } else {
+        let model_path = require_model(
+            &a.engine,
+            settings.model.as_ref(),
+            a.serve.config.as_deref(),
+        )?;
+        let model = load_model(model_path)?;
+        let labels = load_labels(settings.labels.as_deref(), model.classes())?;
+        let rate = Rate::Fps(model.default_fps());
+        (
+            Analyzer::movinet(make_engine(model, &a.engine)?),
+            labels,
+            rate,
+        )
+    };
+    crate::serve::run::run(settings, analyzer, labels, rate)?;
     Ok(Outcome::default())
 }
 

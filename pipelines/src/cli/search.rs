@@ -9,7 +9,6 @@ use std::time::SystemTime;
 
 use clap::Args;
 use serde::Serialize;
-use vigil_engine::clip::{ClipModel, ClipWorkspace, XClipModel, XClipWorkspace};
 
 use super::clip::ClipKind;
 use super::{cpu_threads, Outcome};
@@ -102,7 +101,8 @@ pub fn run(a: &SearchArgs) -> Result<Outcome> {
             ClipKind::XClip => "xclip",
         },
     )?;
-    let query = embed_query(dir, kind, &a.query, cpu_threads(a.threads))?;
+    let query = search::QueryEncoder::load(dir, kind == ClipKind::XClip, cpu_threads(a.threads))?
+        .embed(&a.query)?;
     let span = tracing::info_span!("search", store = %store.path().display());
     let _enter = span.enter();
     let (hits, searched) = search::search(&store, &key, &query, &filter, a.top as usize)?;
@@ -175,30 +175,4 @@ pub fn run(a: &SearchArgs) -> Result<Outcome> {
         source,
     })?;
     Ok(Outcome::default())
-}
-
-/// The query's unit text embedding in the model's joint space (X-CLIP: its projected
-/// text, not conditioned on a clip).
-fn embed_query(dir: &std::path::Path, kind: ClipKind, q: &str, threads: usize) -> Result<Vec<f32>> {
-    let load_err = |source| PipelineError::Clip {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut e = match kind {
-        ClipKind::Clip => {
-            let m = ClipModel::load(dir, threads).map_err(load_err)?;
-            let mut ws = ClipWorkspace::default();
-            m.encode_prompts(&[q], &mut ws)?.embeds.to_vec()
-        }
-        ClipKind::XClip => {
-            let m = XClipModel::load(dir, threads).map_err(load_err)?;
-            let mut ws = XClipWorkspace::default();
-            m.encode_prompts(&[q], &mut ws)?.projected.to_vec()
-        }
-    };
-    let n = e.iter().map(|v| v * v).sum::<f32>().sqrt();
-    if n > 0.0 {
-        e.iter_mut().for_each(|v| *v /= n);
-    }
-    Ok(e)
 }

@@ -8,6 +8,10 @@
 //! - [`search`] returns [`Hit`]s: stream, wall-clock and stream-time range, cosine score,
 //!   snapshot path (when one was stored).
 //! - [`parse_time`] reads `--since` / `--until`: RFC 3339, a date, or an age (`15m`, `2h`).
+//! - [`QueryEncoder`] embeds a query with the model that embedded the windows (loaded for
+//!   `vigil search`, or shared with the running analyzer in `vigil serve`);
+//!   [`SearchIndex`] is what `vigil serve`'s `GET /api/search` queries (encoder, model
+//!   fingerprint, data dir).
 //!
 //! Brute force reads every candidate row once: about a million 512-dim windows a second
 //! on one core from SQLite (README: "Text search" says at what size a vector index
@@ -20,9 +24,11 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+use vigil_engine::clip::{ClipModel, ClipWorkspace, XClipModel, XClipWorkspace};
 
 pub use recorder::Recorder;
 pub use store::{WindowFilter, WindowRow, WindowStore};
@@ -180,6 +186,114 @@ pub fn search(
         })
         .collect();
     Ok((hits, scanned))
+}
+
+/// The text side of the model that embedded the windows: a query's unit embedding in the
+/// joint space. Cheap to clone (the model is shared, with its thread pool).
+#[derive(Clone)]
+pub enum QueryEncoder {
+    Clip(Arc<ClipModel>),
+    /// X-CLIP: the projected text, not conditioned on a clip (that needs the clip's frames).
+    XClip(Arc<XClipModel>),
+}
+
+impl std::fmt::Debug for QueryEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+impl QueryEncoder {
+    /// Load the CLIP (`xclip == false`) or X-CLIP folder `dir`.
+    pub fn load(dir: &Path, xclip: bool, threads: usize) -> Result<QueryEncoder> {
+        let load_err = |source| PipelineError::Clip {
+            path: dir.to_path_buf(),
+            source,
+        };
+        Ok(if xclip {
+            QueryEncoder::XClip(Arc::new(XClipModel::load(dir, threads).map_err(load_err)?))
+        } else {
+            QueryEncoder::Clip(Arc::new(ClipModel::load(dir, threads).map_err(load_err)?))
+        })
+    }
+
+    /// `clip` or `xclip` (the prefix of [`model_key`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QueryEncoder::Clip(_) => "clip",
+            QueryEncoder::XClip(_) => "xclip",
+        }
+    }
+
+    /// The model folder.
+    pub fn dir(&self) -> &Path {
+        match self {
+            QueryEncoder::Clip(m) => &m.dir,
+            QueryEncoder::XClip(m) => &m.dir,
+        }
+    }
+
+    /// `query`'s unit text embedding (an empty query is the caller's to refuse).
+    pub fn embed(&self, query: &str) -> Result<Vec<f32>> {
+        let mut e = match self {
+            QueryEncoder::Clip(m) => {
+                let mut ws = ClipWorkspace::default();
+                m.encode_prompts(&[query], &mut ws)?.embeds.to_vec()
+            }
+            QueryEncoder::XClip(m) => {
+                let mut ws = XClipWorkspace::default();
+                m.encode_prompts(&[query], &mut ws)?.projected.to_vec()
+            }
+        };
+        let n = e.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if n > 0.0 {
+            e.iter_mut().for_each(|v| *v /= n);
+        }
+        Ok(e)
+    }
+}
+
+/// Text search over one data dir's windows of one model (what `vigil serve` answers
+/// `GET /api/search` with). Each query opens its own read connection (WAL: readers never
+/// wait for the recorder).
+#[derive(Debug, Clone)]
+pub struct SearchIndex {
+    pub encoder: QueryEncoder,
+    /// [`model_key`] of the encoder's model.
+    pub model_key: String,
+    pub data_dir: PathBuf,
+}
+
+impl SearchIndex {
+    /// The index of `encoder`'s windows in `data_dir`.
+    pub fn new(encoder: QueryEncoder, data_dir: &Path) -> Result<SearchIndex> {
+        let model_key = model_key(encoder.dir(), encoder.kind())?;
+        Ok(SearchIndex {
+            encoder,
+            model_key,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// The `top` windows closest to `query` that pass `filter`, and how many were compared.
+    pub fn query(
+        &self,
+        query: &str,
+        filter: &WindowFilter,
+        top: usize,
+    ) -> Result<(Vec<Hit>, usize)> {
+        let q = self.encoder.embed(query)?;
+        let store = WindowStore::open(&self.data_dir)?;
+        search(&store, &self.model_key, &q, filter, top)
+    }
+
+    /// The stored snapshot of window `id` (a path inside the data dir), if it has one.
+    pub fn snapshot(&self, id: i64) -> Result<Option<PathBuf>> {
+        let store = WindowStore::open(&self.data_dir)?;
+        Ok(store
+            .snapshot_of(&self.model_key, id)?
+            .map(|rel| self.data_dir.join(rel)))
+    }
 }
 
 /// Milliseconds since the Unix epoch.

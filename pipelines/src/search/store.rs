@@ -142,15 +142,13 @@ impl WindowStore {
     }
 
     fn err(&self, what: &str, e: rusqlite::Error) -> PipelineError {
-        PipelineError::Internal(format!("store {}: {what}: {e}", self.path.display()))
+        store_error(&self.path, what, e)
     }
 
     /// Store `windows` of `model` in one transaction; returns their row ids.
     pub fn insert(&mut self, model: &str, windows: &[NewWindow<'_>]) -> Result<Vec<i64>> {
         let path = self.path.clone();
-        let err = |what: &str, e: rusqlite::Error| {
-            PipelineError::Internal(format!("store {}: {what}: {e}", path.display()))
-        };
+        let err = |what: &str, e: rusqlite::Error| store_error(&path, what, e);
         let tx = self
             .conn
             .transaction()
@@ -251,6 +249,54 @@ impl WindowStore {
         Ok(n)
     }
 
+    /// The snapshot (relative to the data dir) of window `id` of `model`, if it has one.
+    pub fn snapshot_of(&self, model: &str, id: i64) -> Result<Option<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT snapshot FROM clip_windows WHERE id = ?1 AND model = ?2")
+            .map_err(|e| self.err("cannot read a window", e))?;
+        let mut rows = st
+            .query(params![id, model])
+            .map_err(|e| self.err("cannot read a window", e))?;
+        match rows
+            .next()
+            .map_err(|e| self.err("cannot read a window", e))?
+        {
+            Some(r) => r.get(0).map_err(|e| self.err("cannot read a window", e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Delete the windows that ended before `cutoff_ms` (wall clock) and their snapshot
+    /// files; returns how many windows went.
+    pub fn prune(&mut self, cutoff_ms: i64) -> Result<usize> {
+        let snaps: Vec<String> = {
+            let mut st = self
+                .conn
+                .prepare(
+                    "SELECT snapshot FROM clip_windows WHERE end_ms < ?1 AND snapshot IS NOT NULL",
+                )
+                .map_err(|e| self.err("cannot prune", e))?;
+            let rows = st
+                .query_map(params![cutoff_ms], |r| r.get(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+                .map_err(|e| self.err("cannot prune", e))?;
+            rows
+        };
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM clip_windows WHERE end_ms < ?1",
+                params![cutoff_ms],
+            )
+            .map_err(|e| self.err("cannot prune", e))?;
+        for rel in snaps {
+            // the rows are gone either way; a file already removed by hand is fine
+            let _ = std::fs::remove_file(self.dir.join(rel));
+        }
+        Ok(n)
+    }
+
     /// Windows stored per model fingerprint (to explain an empty search).
     pub fn models(&self) -> Result<Vec<(String, i64)>> {
         let mut st = self
@@ -265,6 +311,14 @@ impl WindowStore {
     }
 }
 
+fn store_error(path: &Path, what: &str, source: rusqlite::Error) -> PipelineError {
+    PipelineError::Store {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+        source,
+    }
+}
+
 /// `values` as little-endian IEEE half floats into `out` (replacing its contents).
 pub fn encode_f16(values: &[f32], out: &mut Vec<u8>) {
     out.clear();
@@ -274,14 +328,22 @@ pub fn encode_f16(values: &[f32], out: &mut Vec<u8>) {
     }
 }
 
-/// Little-endian half floats into `out` (replacing its contents).
+/// Little-endian half floats into `out` (replacing its contents), converted in bulk
+/// (F16C where the CPU has it).
 pub fn decode_f16(bytes: &[u8], out: &mut Vec<f32>) {
+    use half::slice::HalfFloatSliceExt;
+    let n = bytes.len() / 2;
     out.clear();
-    out.extend(
-        bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
-    );
+    out.resize(n, 0.0);
+    // the blob need not be 2-aligned: read the halves through a small aligned buffer
+    let mut halves = [half::f16::ZERO; 64];
+    for (src, dst) in bytes.chunks(128).zip(out.chunks_mut(64)) {
+        let h = &mut halves[..dst.len()];
+        for (x, b) in h.iter_mut().zip(src.chunks_exact(2)) {
+            *x = half::f16::from_le_bytes([b[0], b[1]]);
+        }
+        h.convert_to_f32_slice(dst);
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! Every error is `{"error": "...", "hint": "..."}` ([`ApiError`]) with a fitting status:
 //! 400 bad body/URI/query, 401 no token, 404 unknown stream or path, 405 wrong method,
-//! 409 duplicate name or too many streams, 413 body too large, 503 not ready (`/readyz`),
+//! 409 duplicate name or too many streams (or text search on a service without a CLIP
+//! model), 413 body too large, 503 not ready (`/readyz`),
 //! 500 internal. A stream without a frame yet has no snapshot: 404 with `Retry-After`. The runtime ([`StreamControl`]) is called on blocking threads; adds
 //! and removes are serialized so "is the name free?" and "add it" are one step.
 
@@ -23,6 +24,7 @@ use super::store::{parse_time, HistoryQuery, MAX_HISTORY_LIMIT};
 use crate::events::EventConfig;
 use crate::resample::Rate;
 use crate::runtime::StreamInfo;
+use crate::search::{self as window_search, SearchIndex, WindowFilter};
 use crate::source::{SourceKind, SourceSpec};
 use crate::PipelineError;
 
@@ -115,6 +117,8 @@ pub struct AppInner {
     pub shutdown: watch::Receiver<bool>,
     pub token: Option<Arc<str>>,
     pub openapi: String,
+    /// Text search (CLIP/X-CLIP services only).
+    pub search: Option<SearchIndex>,
 }
 
 impl std::ops::Deref for AppState {
@@ -410,6 +414,186 @@ pub async fn history(
         .await?
         .map_err(ApiError::internal)?;
     Ok(Json(events).into_response())
+}
+
+/// Default `top` of a search.
+pub const DEFAULT_SEARCH_TOP: usize = 10;
+/// Longest query accepted (CLIP reads 77 tokens at most; a longer text is cut there).
+pub const MAX_QUERY_CHARS: usize = 1000;
+
+/// Query of `GET /api/search`; strings so that errors name the parameter.
+#[derive(Debug, Default, Deserialize)]
+pub struct SearchParams {
+    pub q: Option<String>,
+    pub stream: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub top: Option<String>,
+}
+
+const SEARCH_HINT: &str = "GET /api/search?q=a+person+falling with optional stream, since/until (RFC 3339, ms since the Unix epoch, a date or an age: 15m, 2h, 3d) and top (1 to 1000)";
+
+/// One result of `GET /api/search`.
+#[derive(Debug, serde::Serialize)]
+pub struct SearchHit {
+    pub rank: usize,
+    pub score: f32,
+    pub stream: String,
+    pub start: String,
+    pub end: String,
+    pub start_pts_ms: f64,
+    pub end_pts_ms: f64,
+    pub frames: usize,
+    /// `/api/windows/{id}/snapshot.jpg`, when the window has a stored frame.
+    pub snapshot: Option<String>,
+}
+
+/// The answer of `GET /api/search`.
+#[derive(Debug, serde::Serialize)]
+pub struct SearchResults {
+    pub query: String,
+    /// Fingerprint of the model the windows were embedded with.
+    pub model: String,
+    /// Windows compared.
+    pub searched: usize,
+    pub results: Vec<SearchHit>,
+}
+
+impl SearchParams {
+    /// The query text, filter and top, validated.
+    pub fn to_query(&self) -> Result<(String, WindowFilter, usize), ApiError> {
+        let q = self.q.as_deref().map(str::trim).unwrap_or("");
+        if q.is_empty() {
+            return Err(ApiError::bad_request("missing or empty q", SEARCH_HINT));
+        }
+        if q.chars().count() > MAX_QUERY_CHARS {
+            return Err(ApiError::bad_request(
+                format!("q is longer than {MAX_QUERY_CHARS} characters"),
+                "describe what to find in a sentence",
+            ));
+        }
+        let now = std::time::SystemTime::now();
+        let time = |v: &Option<String>, what: &str| -> Result<Option<i64>, ApiError> {
+            let Some(s) = v.as_deref().filter(|s| !s.is_empty()) else {
+                return Ok(None);
+            };
+            parse_time(s)
+                .or_else(|_| window_search::parse_time(s, now))
+                .map(Some)
+                .map_err(|e| ApiError::bad_request(format!("{what}: {e}"), SEARCH_HINT))
+        };
+        let top = match self.top.as_deref().filter(|s| !s.is_empty()) {
+            None => DEFAULT_SEARCH_TOP,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1..=window_search::MAX_TOP).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        format!(
+                            "top {s:?} is not a number from 1 to {}",
+                            window_search::MAX_TOP
+                        ),
+                        SEARCH_HINT,
+                    ))
+                }
+            },
+        };
+        let filter = WindowFilter {
+            stream: self.stream.clone().filter(|s| !s.is_empty()),
+            since_ms: time(&self.since, "since")?,
+            until_ms: time(&self.until, "until")?,
+        };
+        Ok((q.to_string(), filter, top))
+    }
+}
+
+/// The search index, or 409: this service runs no CLIP model.
+fn search_index(app: &AppState) -> Result<SearchIndex, ApiError> {
+    app.search.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "text search needs a CLIP or X-CLIP model; this service runs MoViNet",
+            "start vigil serve with --clip DIR (or --xclip DIR) and --prompt/--prompts: its streams' windows are then stored and searchable",
+        )
+    })
+}
+
+pub async fn search(
+    State(app): State<AppState>,
+    params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text(), SEARCH_HINT))?;
+    let index = search_index(&app)?;
+    let (q, filter, top) = params.to_query()?;
+    let text = q.clone();
+    let (hits, searched) = blocking(move || index.query(&text, &filter, top))
+        .await?
+        .map_err(ApiError::from)?;
+    let model = app
+        .search
+        .as_ref()
+        .map(|s| s.model_key.clone())
+        .unwrap_or_default();
+    let results = hits
+        .into_iter()
+        .map(|h| SearchHit {
+            snapshot: h
+                .snapshot
+                .is_some()
+                .then(|| format!("/api/windows/{}/snapshot.jpg", h.id)),
+            rank: h.rank,
+            score: h.score,
+            stream: h.stream,
+            start: h.start,
+            end: h.end,
+            start_pts_ms: h.start_pts_ms,
+            end_pts_ms: h.end_pts_ms,
+            frames: h.frames,
+        })
+        .collect();
+    Ok(Json(SearchResults {
+        query: q,
+        model,
+        searched,
+        results,
+    })
+    .into_response())
+}
+
+/// `GET /api/windows/{id}/snapshot.jpg`: the stored frame of a search result.
+pub async fn window_snapshot(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let index = search_index(&app)?;
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::bad_request(
+            format!("window id {id:?} is not a number"),
+            "use the snapshot links GET /api/search returns",
+        )
+    })?;
+    let jpeg = blocking(move || -> Result<Option<Vec<u8>>, ApiError> {
+        match index.snapshot(id).map_err(ApiError::from)? {
+            // a file pruned or removed by hand is as gone as its row
+            Some(path) => Ok(std::fs::read(path).ok()),
+            None => Ok(None),
+        }
+    })
+    .await??;
+    match jpeg {
+        Some(bytes) => Ok((
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "max-age=86400"),
+            ],
+            bytes,
+        )
+            .into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no stored snapshot for window {id}"),
+            "use the snapshot links GET /api/search returns; old windows are pruned after retention_days",
+        )),
+    }
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Result<Response, ApiError> {

@@ -13,6 +13,14 @@
 //! exit = 0.3
 //! smoothing = 0.4
 //!
+//! # open-vocabulary labels instead of `model` (the same keys as cameras.toml; flags win)
+//! # clip = "models/clip-vit-base-patch32"   # or xclip = "models/xclip-base-patch32"
+//! # prompts = ["a person climbing a fence", "someone lying on the floor"]
+//! # prompts_file = "prompts.txt"
+//! # background = ["an empty yard"]
+//! # window = 4.0                            # CLIP: seconds per score
+//! # stride = 4                              # X-CLIP: frames between clips
+//!
 //! [mqtt]
 //! url = "mqtt://user:password@127.0.0.1:1883"
 //! prefix = "vigil"
@@ -116,6 +124,19 @@ pub struct ServeFile {
     pub enter: Option<f32>,
     pub exit: Option<f32>,
     pub smoothing: Option<f32>,
+    /// A Hugging Face CLIP folder: every stream gets zero-shot labels from `prompts`.
+    pub clip: Option<PathBuf>,
+    /// A Hugging Face X-CLIP folder: every stream gets video labels from `prompts`.
+    pub xclip: Option<PathBuf>,
+    #[serde(default)]
+    pub prompts: Vec<String>,
+    pub prompts_file: Option<PathBuf>,
+    #[serde(default)]
+    pub background: Vec<String>,
+    /// CLIP: seconds of frames per score.
+    pub window: Option<f64>,
+    /// X-CLIP: frames between clips.
+    pub stride: Option<u32>,
     pub mqtt: Option<MqttFile>,
     #[serde(default)]
     pub webhook: Vec<WebhookFile>,
@@ -140,6 +161,9 @@ impl ServeFile {
         for p in [
             &mut f.model,
             &mut f.labels,
+            &mut f.clip,
+            &mut f.xclip,
+            &mut f.prompts_file,
             &mut f.data_dir,
             &mut f.token_file,
         ]
@@ -210,6 +234,21 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub service: ServiceConfig,
+    /// The file's open-vocabulary settings (the flags win; see `cli::clip::ClipArgs`).
+    pub clip: ClipFileSettings,
+}
+
+/// `clip`/`xclip`, `prompts`, `prompts_file`, `background`, `window` and `stride` of
+/// vigil.toml, paths already relative to the file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClipFileSettings {
+    pub clip: Option<PathBuf>,
+    pub xclip: Option<PathBuf>,
+    pub prompts: Vec<String>,
+    pub prompts_file: Option<PathBuf>,
+    pub background: Vec<String>,
+    pub window: Option<f64>,
+    pub stride: Option<u32>,
 }
 
 impl ServeSettings {
@@ -339,6 +378,42 @@ impl ServeSettings {
             }
             webhooks.push(c);
         }
+        if [
+            file.model.is_some(),
+            file.clip.is_some(),
+            file.xclip.is_some(),
+        ]
+        .iter()
+        .filter(|&&b| b)
+        .count()
+            > 1
+        {
+            return Err(cfg_err(
+                "more than one of model, clip and xclip".into(),
+                "keep one: a service runs one model for all its streams",
+            ));
+        }
+        if file.window.is_some_and(|w| !(w > 0.0 && w <= 3600.0)) {
+            return Err(cfg_err(
+                "window must be from more than 0 to 3600 seconds".into(),
+                "e.g. window = 4.0",
+            ));
+        }
+        if file.stride.is_some_and(|s| !(1..=1024).contains(&s)) {
+            return Err(cfg_err(
+                "stride must be from 1 to 1024 frames".into(),
+                "e.g. stride = 4",
+            ));
+        }
+        let clip = ClipFileSettings {
+            clip: file.clip.clone(),
+            xclip: file.xclip.clone(),
+            prompts: file.prompts.clone(),
+            prompts_file: file.prompts_file.clone(),
+            background: file.background.clone(),
+            window: file.window,
+            stride: file.stride,
+        };
         Ok(ServeSettings {
             model: file.model.clone(),
             labels: args.labels.clone().or(file.labels.clone()),
@@ -358,6 +433,7 @@ impl ServeSettings {
                 streams,
                 ..ServiceConfig::default()
             },
+            clip,
         })
     }
 }

@@ -38,6 +38,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/streams/{name}/snapshot.jpg", get(api::snapshot))
         .route("/api/events", get(sse::events))
         .route("/api/events/history", get(api::history))
+        .route("/api/search", get(api::search))
+        .route("/api/windows/{id}/snapshot.jpg", get(api::window_snapshot))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -18,6 +18,7 @@
 //! [`ServiceConfig`], [`config::ServeSettings`] (flags and `vigil.toml`),
 //! [`record::Published`] (a record as published, its JSON as `vigil watch` writes it),
 //! [`hub::Hub`], [`store::Store`], [`metrics::Metrics`], [`mqtt::MqttSink`],
+//! [`crate::search::SearchIndex`] (text search when the service runs CLIP/X-CLIP),
 //! [`webhook::WebhookSink`]. Modules: [`api`] (handlers, JSON errors), [`http`] (router,
 //! server), [`sse`], [`auth`] (loopback/token rules, names), [`openapi`], [`page`].
 //!
@@ -57,6 +58,7 @@ use self::mqtt::{MqttConfig, MqttSink};
 use self::store::Store;
 use self::webhook::{WebhookConfig, WebhookSink};
 use crate::events::EventConfig;
+use crate::search::{SearchIndex, WindowStore};
 use crate::{PipelineError, Result};
 
 /// How the service runs, independent of the engine.
@@ -77,6 +79,9 @@ pub struct ServiceConfig {
     pub hub_queue: usize,
     /// Records an SSE client may fall behind before it skips label/status records.
     pub sse_buffer: usize,
+    /// Text search over the windows a CLIP/X-CLIP service stores (`GET /api/search`);
+    /// `None` (MoViNet) answers 409.
+    pub search: Option<SearchIndex>,
 }
 
 impl Default for ServiceConfig {
@@ -91,6 +96,7 @@ impl Default for ServiceConfig {
             streams: Vec::new(),
             hub_queue: 4096,
             sse_buffer: 1024,
+            search: None,
         }
     }
 }
@@ -158,10 +164,12 @@ impl Service {
             shutdown: shutdown_rx,
             token,
             openapi: openapi::document(cfg.token.is_some()).to_string(),
+            search: cfg.search.clone(),
         }));
         let prune = (cfg.retention_days > 0).then(|| {
             let keep_ms = i64::from(cfg.retention_days) * 86_400_000;
             let store = store.clone();
+            let windows = cfg.search.as_ref().map(|s| s.data_dir.clone());
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(3600));
                 loop {
@@ -172,6 +180,18 @@ impl Service {
                         Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "history pruned"),
                         Ok(Err(e)) => tracing::error!("{e}"),
                         _ => {}
+                    }
+                    if let Some(dir) = windows.clone() {
+                        let pruned = tokio::task::spawn_blocking(move || {
+                            WindowStore::open(&dir).and_then(|mut w| w.prune(cutoff))
+                        });
+                        match pruned.await {
+                            Ok(Ok(n)) if n > 0 => {
+                                tracing::info!(deleted = n, "search windows pruned")
+                            }
+                            Ok(Err(e)) => tracing::error!("{e}"),
+                            _ => {}
+                        }
                     }
                 }
             })

@@ -3,8 +3,10 @@
 
 use serde_json::{json, Value};
 
+use super::api::{DEFAULT_SEARCH_TOP, MAX_QUERY_CHARS};
 use super::auth::MAX_NAME_LEN;
 use super::store::MAX_HISTORY_LIMIT;
+use crate::search::MAX_TOP as SEARCH_MAX_TOP;
 
 /// Pattern of a stream name (see [`super::auth::validate_stream_name`]).
 pub fn name_pattern() -> String {
@@ -31,7 +33,7 @@ pub fn document(token: bool) -> Value {
         "info": {
             "title": "Vigil sidecar API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Streaming action recognition as a service: add and remove cameras, read their labels and start/end events live (SSE) or from history, scrape metrics."
+            "description": "Streaming action recognition as a service: add and remove cameras, read their labels and start/end events live (SSE) or from history, search what they saw by text (CLIP/X-CLIP), scrape metrics."
         },
         "paths": {
             "/healthz": { "get": {
@@ -124,6 +126,35 @@ pub fn document(token: bool) -> Value {
                     "401": error("missing or wrong token")
                 }
             }},
+            "/api/search": { "get": {
+                "summary": "Text search over what the cameras saw (CLIP/X-CLIP services): the query's text embedding against every stored window of the service's model, brute-force cosine, best first.",
+                "parameters": [
+                    { "name": "q", "in": "query", "required": true, "description": "what to find, e.g. a person climbing a fence", "schema": { "type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS } },
+                    { "name": "stream", "in": "query", "schema": { "type": "string" } },
+                    { "name": "since", "in": "query", "description": "windows ending at or after: RFC 3339 time, ms since the Unix epoch, a date or an age (15m, 2h, 3d)", "schema": { "type": "string" } },
+                    { "name": "until", "in": "query", "description": "windows starting before (same forms as since)", "schema": { "type": "string" } },
+                    { "name": "top", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": SEARCH_MAX_TOP, "default": DEFAULT_SEARCH_TOP } }
+                ],
+                "responses": {
+                    "200": json_body("results", json!({ "$ref": "#/components/schemas/SearchResults" })),
+                    "400": error("missing query or bad filter"),
+                    "401": error("missing or wrong token"),
+                    "409": error("the service runs no CLIP or X-CLIP model (start it with --clip/--xclip)")
+                }
+            }},
+            "/api/windows/{id}/snapshot.jpg": {
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } }],
+                "get": {
+                    "summary": "The stored frame of a search result (the newest frame of its window), as JPEG.",
+                    "responses": {
+                        "200": { "description": "JPEG", "content": { "image/jpeg": { "schema": { "type": "string", "format": "binary" } } } },
+                        "400": error("bad id"),
+                        "401": error("missing or wrong token"),
+                        "404": error("no such window, or it has no snapshot"),
+                        "409": error("the service runs no CLIP or X-CLIP model")
+                    }
+                }
+            },
             "/api/events/history": { "get": {
                 "summary": "Stored start/end events, newest first.",
                 "parameters": [
@@ -181,6 +212,29 @@ pub fn document(token: bool) -> Value {
                         "exit": { "type": "number", "minimum": 0, "maximum": 1 }
                     }
                 },
+                "SearchResults": {
+                    "type": "object", "required": ["query", "model", "searched", "results"],
+                    "properties": {
+                        "query": { "type": "string" },
+                        "model": { "type": "string", "description": "fingerprint of the model the windows were embedded with" },
+                        "searched": { "type": "integer", "minimum": 0, "description": "windows compared" },
+                        "results": { "type": "array", "items": { "$ref": "#/components/schemas/SearchHit" } }
+                    }
+                },
+                "SearchHit": {
+                    "type": "object", "required": ["rank", "score", "stream", "start", "end", "start_pts_ms", "end_pts_ms", "frames"],
+                    "properties": {
+                        "rank": { "type": "integer", "minimum": 1 },
+                        "score": { "type": "number", "description": "cosine similarity of window and query (CLIP's matches are ~0.2-0.35)" },
+                        "stream": { "type": "string" },
+                        "start": { "type": "string", "format": "date-time", "description": "wall clock of the window's first frame" },
+                        "end": { "type": "string", "format": "date-time", "description": "wall clock of the window's last frame" },
+                        "start_pts_ms": { "type": "number", "description": "stream time" },
+                        "end_pts_ms": { "type": "number" },
+                        "frames": { "type": "integer", "minimum": 0 },
+                        "snapshot": { "type": "string", "nullable": true, "description": "/api/windows/{id}/snapshot.jpg" }
+                    }
+                },
                 "StoredEvent": {
                     "type": "object", "required": ["id", "event", "stream", "label", "score", "pts_ms", "ts"],
                     "properties": {
@@ -223,6 +277,8 @@ mod tests {
             "/api/streams/{name}/snapshot.jpg",
             "/api/events",
             "/api/events/history",
+            "/api/search",
+            "/api/windows/{id}/snapshot.jpg",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }

@@ -3,25 +3,34 @@
 //! stop accepting requests (SSE streams end), drain the runtime (open events end with
 //! reason `shutdown`, every GStreamer pipeline goes to Null), let the hub store and
 //! publish the last records, publish MQTT `offline`, deliver queued webhooks (bounded),
-//! close the store. The binary only parses flags and maps the result to an exit code.
+//! close the store. With a CLIP or X-CLIP analyzer a [`Recorder`] also stores every
+//! stream's window embeddings (and a JPEG of each window's newest frame) in the data dir
+//! for `GET /api/search`. The binary only parses flags and maps the result to an exit
+//! code.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use vigil_engine::{Engine, Labels};
+use vigil_engine::Labels;
 
 use super::config::ServeSettings;
 use super::control::RuntimeControl;
 use super::hub::HubInput;
 use super::Service;
+use crate::analyzer::Analyzer;
 use crate::resample::Rate;
-use crate::runtime::{Overflow, Runtime, RuntimeOptions, Subscription, SubscriptionOptions};
+use crate::runtime::{
+    Overflow, Runtime, RuntimeOptions, Subscription, SubscriptionOptions, WindowOptions,
+};
+use crate::search::{Recorder, SearchIndex, WindowStore};
 use crate::{PipelineError, Result};
 
-/// Run the sidecar until a signal; `default_rate` is the model's training rate.
+/// Run the sidecar until a signal on `analyzer` (MoViNet, or CLIP/X-CLIP: then every
+/// stream's windows are also stored for `GET /api/search`); `default_rate` is the
+/// model's training rate (CLIP: its sampling rate).
 pub fn run(
     settings: ServeSettings,
-    engine: Engine,
+    analyzer: Analyzer,
     labels: Labels,
     default_rate: Rate,
 ) -> Result<()> {
@@ -31,12 +40,12 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| PipelineError::Internal(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(serve(settings, engine, labels, default_rate))
+    rt.block_on(serve(settings, analyzer, labels, default_rate))
 }
 
 async fn serve(
-    settings: ServeSettings,
-    engine: Engine,
+    mut settings: ServeSettings,
+    analyzer: Analyzer,
     labels: Labels,
     default_rate: Rate,
 ) -> Result<()> {
@@ -50,8 +59,20 @@ async fn serve(
             )
         })?;
     let addr = listener.local_addr().unwrap_or(settings.listen);
-    let runtime = Runtime::start(
-        engine,
+    // CLIP family: window embeddings go to the data dir's store, queries share the model
+    let window_store = match analyzer.query_encoder() {
+        Some(encoder) => {
+            let index = SearchIndex::new(encoder, &settings.data_dir)?;
+            let store = WindowStore::open(&settings.data_dir)?;
+            let key = index.model_key.clone();
+            settings.service.search = Some(index);
+            Some((store, key))
+        }
+        None => None,
+    };
+    let labels = analyzer.labels().unwrap_or(labels);
+    let runtime = Runtime::start_analyzer(
+        analyzer,
         RuntimeOptions {
             labels: Some(labels.clone()),
             top_k: 5,
@@ -72,6 +93,17 @@ async fn serve(
         ..Default::default()
     });
     let forwarder = forward(subscription, service.records()?, service.metrics().clone())?;
+    let recorder = match window_store {
+        Some((store, key)) => {
+            let windows = runtime.subscribe_windows(WindowOptions {
+                capacity: 4096,
+                overflow: Overflow::DropNewest,
+                snapshots: true,
+            });
+            Some(Recorder::start(store, key, windows)?)
+        }
+        None => None,
+    };
     for (name, r) in service.resume_streams()? {
         if let Err(e) = r {
             eprintln!("vigil: stream {name} not resumed: {e}");
@@ -91,8 +123,16 @@ async fn serve(
         .await
         .map_err(|e| PipelineError::Internal(format!("runtime shutdown: {e}")))?;
     drop((runtime, control));
-    // the subscription closes after the runtime's last record
+    // the subscriptions close after the runtime's last record
     let _ = tokio::task::spawn_blocking(move || forwarder.join()).await;
+    if let Some(r) = recorder {
+        if let Ok(report) = tokio::task::spawn_blocking(move || r.finish()).await {
+            tracing::info!(stored = report.stored, lost = report.lost, "windows stored");
+            if let Some(e) = report.error {
+                eprintln!("vigil: {} windows were not stored: {e}", report.failed);
+            }
+        }
+    }
     let service = Arc::try_unwrap(service)
         .map_err(|_| PipelineError::Internal("the service is still shared at shutdown".into()))?;
     service.close().await?;
