@@ -555,16 +555,24 @@ pub struct Served {
 }
 
 impl Served {
+    /// `vigil serve` on the shared K600 int8 MoViNet.
     pub async fn start(data: &std::path::Path, port: u16, extra: &[&str]) -> Served {
+        let model = shared("models/movinet_a0_stream_k600_int8.tflite");
+        let labels = shared("models/kinetics600_labels.txt");
+        Served::start_model(data, port, &["--model", &model, "--labels", &labels], extra).await
+    }
+
+    /// `vigil serve` with `model` flags (`--model …` or `--clip DIR --prompt …`).
+    pub async fn start_model(
+        data: &std::path::Path,
+        port: u16,
+        model: &[&str],
+        extra: &[&str],
+    ) -> Served {
         let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args([
-                "serve",
-                "--model",
-                &shared("models/movinet_a0_stream_k600_int8.tflite"),
-                "--labels",
-                &shared("models/kinetics600_labels.txt"),
-                "--listen",
-            ])
+            .arg("serve")
+            .args(model)
+            .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(data)
