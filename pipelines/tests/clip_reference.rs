@@ -328,3 +328,89 @@ fn a_file_that_is_no_reference_is_a_user_error() {
     );
     user_error(&r, "empty");
 }
+
+#[test]
+fn wrong_dtype_and_bad_prompt_files_are_user_errors() {
+    // a weight stored as int32: same size as float32, but not a float
+    let d = scratch_model("dtype", |c| c);
+    let weights = d.path().join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(bytes[8..8 + header_len].to_vec()).unwrap();
+    let at = header.find("\"F32\"").expect("a float32 tensor") + 8;
+    bytes[at..at + 5].copy_from_slice(b"\"I32\"");
+    std::fs::write(&weights, bytes).unwrap();
+    let r = classify_with("--clip", d.path(), "clip_tiny_reference.safetensors");
+    user_error(&r, "I32");
+
+    let reference = fixtures().join("clip_tiny_reference.safetensors");
+    let clip = fixtures().join("clip_tiny");
+    let with_prompts = |file: &Path| {
+        run_vigil(
+            &[
+                "classify",
+                s(&reference),
+                "--clip",
+                s(&clip),
+                "--prompts",
+                s(file),
+            ],
+            LIMIT,
+        )
+    };
+    let r = with_prompts(Path::new("/nonexistent/prompts.txt"));
+    user_error(&r, "/nonexistent/prompts.txt");
+    let empty = d.path().join("prompts.txt");
+    std::fs::write(&empty, "# only a comment\n\n   \n").unwrap();
+    let r = with_prompts(&empty);
+    user_error(&r, "has no prompt");
+    std::fs::write(&empty, [0xff, 0xfe, 0x00, b'\n']).unwrap();
+    let r = with_prompts(&empty);
+    user_error(&r, "prompts.txt");
+}
+
+#[test]
+fn search_and_serve_mistakes_are_user_errors() {
+    let clip = fixtures().join("clip_tiny");
+    let nowhere = "/nonexistent/vigil-data";
+    let search = |extra: &[&str]| {
+        let mut args = vec!["search", "a person falling", "--clip", s(&clip)];
+        args.extend_from_slice(extra);
+        run_vigil(&args, LIMIT)
+    };
+    user_error(&search(&["--data-dir", nowhere]), "no Vigil store");
+    user_error(&search(&["--since", "yesterday"]), "--since");
+    user_error(
+        &run_vigil(&["search", " ", "--clip", s(&clip)], LIMIT),
+        "empty query",
+    );
+    let r = run_vigil(
+        &[
+            "search",
+            "x",
+            "--clip",
+            "/nonexistent/clip",
+            "--data-dir",
+            nowhere,
+        ],
+        LIMIT,
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+
+    // vigil serve refuses before it listens
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:1", "--data-dir", nowhere];
+        args.extend_from_slice(extra);
+        run_vigil(&args, LIMIT)
+    };
+    user_error(
+        &serve(&["--clip", "/nonexistent/clip", "--prompt", "x"]),
+        "/nonexistent/clip",
+    );
+    user_error(&serve(&["--clip", s(&clip)]), "no prompts");
+    user_error(
+        &serve(&["--clip", s(&clip), "--prompt", "x", "--labels", s(&clip)]),
+        "--labels",
+    );
+    user_error(&serve(&["--prompt", "x"]), "--clip");
+}

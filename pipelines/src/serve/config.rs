@@ -20,6 +20,7 @@
 //! # background = ["an empty yard"]
 //! # window = 4.0                            # CLIP: seconds per score
 //! # stride = 4                              # X-CLIP: frames between clips
+//! # window_snapshots = false                # no JPEG per stored window (search links)
 //!
 //! [mqtt]
 //! url = "mqtt://user:password@127.0.0.1:1883"
@@ -89,6 +90,10 @@ pub struct ServeArgs {
     /// File holding the bearer token (first line).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// With --clip/--xclip: store window embeddings without a JPEG of each window's newest
+    /// frame (search results then carry no snapshot link; a JPEG is ~20 KB per window).
+    #[arg(long)]
+    pub no_window_snapshots: bool,
 }
 
 /// `[mqtt]` of vigil.toml.
@@ -137,6 +142,8 @@ pub struct ServeFile {
     pub window: Option<f64>,
     /// X-CLIP: frames between clips.
     pub stride: Option<u32>,
+    /// Keep a JPEG of each stored window (default true).
+    pub window_snapshots: Option<bool>,
     pub mqtt: Option<MqttFile>,
     #[serde(default)]
     pub webhook: Vec<WebhookFile>,
@@ -236,6 +243,8 @@ pub struct ServeSettings {
     pub service: ServiceConfig,
     /// The file's open-vocabulary settings (the flags win; see `cli::clip::ClipArgs`).
     pub clip: ClipFileSettings,
+    /// CLIP family: keep a JPEG of each stored window for the search results.
+    pub window_snapshots: bool,
 }
 
 /// `clip`/`xclip`, `prompts`, `prompts_file`, `background`, `window` and `stride` of
@@ -434,6 +443,7 @@ impl ServeSettings {
                 ..ServiceConfig::default()
             },
             clip,
+            window_snapshots: !args.no_window_snapshots && file.window_snapshots.unwrap_or(true),
         })
     }
 }
@@ -491,6 +501,33 @@ mod tests {
     }
 
     #[test]
+    fn clip_settings_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("vigil.toml");
+        std::fs::write(&p, "clip = \"clip-vit-base-patch32\"\nprompts = [\"a person climbing a fence\"]\nprompts_file = \"prompts.txt\"\nbackground = [\"an empty yard\"]\nwindow = 6\nwindow_snapshots = false\n").unwrap();
+        let s = ServeSettings::resolve(&ServeArgs {
+            config: Some(p.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            s.clip,
+            ClipFileSettings {
+                clip: Some(dir.path().join("clip-vit-base-patch32")),
+                xclip: None,
+                prompts: vec!["a person climbing a fence".into()],
+                prompts_file: Some(dir.path().join("prompts.txt")),
+                background: vec!["an empty yard".into()],
+                window: Some(6.0),
+                stride: None,
+            }
+        );
+        assert!(!s.window_snapshots);
+        let s = ServeSettings::resolve(&ServeArgs::default()).unwrap();
+        assert!(s.window_snapshots, "on by default");
+    }
+
+    #[test]
     fn config_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("vigil.toml");
@@ -523,6 +560,11 @@ mod tests {
             "[[stream]]\nname = \"a\"\nuri = \"test:\"\nenter = 2.0",
             "[[stream]]\nname = \"a\"\nuri = \"test:\"\ncolour = \"red\"",
             "[[stream]]\nuri = \"test:\"",
+            "model = \"m.tflite\"\nclip = \"c\"",
+            "clip = \"c\"\nxclip = \"x\"",
+            "clip = \"c\"\nwindow = 0",
+            "xclip = \"x\"\nstride = 0",
+            "clip = \"c\"\nprompts = \"one\"",
             "max_streams = 1\n[[stream]]\nname = \"a\"\nuri = \"test:\"\n[[stream]]\nname = \"b\"\nuri = \"test:\"",
         ] {
             std::fs::write(&p, bad).unwrap();

@@ -98,7 +98,7 @@ async fn serve(
             let windows = runtime.subscribe_windows(WindowOptions {
                 capacity: 4096,
                 overflow: Overflow::DropNewest,
-                snapshots: true,
+                snapshots: settings.window_snapshots,
             });
             Some(Recorder::start(store, key, windows)?)
         }
