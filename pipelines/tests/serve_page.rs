@@ -2,7 +2,8 @@
 //! WebDriver (plain HTTP on 127.0.0.1), on the real `vigil serve` with the K600 model. It
 //! adds a camera through the page's form, sees two tiles with labels, sparklines and
 //! snapshots, removes one with its button, and leaves a screenshot in
-//! `target/test-artifacts/serve_page.png`.
+//! `target/test-artifacts/serve_page.png`; on a CLIP service (the tiny fixture) its search
+//! box finds stored windows with thumbnails (`serve_page_search.png`).
 
 mod serve_support;
 
@@ -288,6 +289,76 @@ async fn page_adds_a_camera_and_shows_live_tiles() {
         404
     );
 
+    // search on a MoViNet service says what it needs
+    browser.type_into("#search-q", "a dog").await;
+    browser.click("#search-submit").await;
+    browser
+        .wait(
+            Duration::from_secs(10),
+            "return document.querySelector('#search-error').textContent",
+            |v| v.as_str().is_some_and(|s| s.contains("--clip")),
+        )
+        .await;
+
+    browser.close().await;
+    assert_eq!(srv.terminate().await, Some(0));
+}
+
+const RESULTS: &str = "return [...document.querySelectorAll('#search-results li')].map(li => ({label: li.querySelector('.label').textContent, thumb: li.querySelector('img').naturalWidth > 0}))";
+
+/// A CLIP service (the tiny random-weight model): the page's search box finds the
+/// stored windows of a camera and shows their thumbnails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_searches_what_a_clip_service_saw() {
+    let data = tempfile::tempdir().unwrap();
+    let model = shared("fixtures/clip/clip_tiny");
+    let args = [
+        "--clip",
+        &model,
+        "--prompt",
+        "a person arm wrestling",
+        "--prompt",
+        "an empty room",
+        "--window",
+        "1",
+    ];
+    let srv = Served::start_model(data.path(), free_port(), &args, &[]).await;
+    let r = reqwest::Client::new()
+        .post(srv.url("/api/streams"))
+        .json(&json!({"name": "arm", "uri": shared("clips/arm_wrestling.mp4"), "fps": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // wait for stored windows before asking the page
+    let end = Instant::now() + Duration::from_secs(40);
+    while srv.json("/api/search?q=x").await["searched"]
+        .as_u64()
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(Instant::now() < end, "no windows stored within 40 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let browser = Browser::start().await;
+    browser.call("POST", "/url", json!({"url": srv.base})).await;
+    browser
+        .type_into("#search-q", "a person arm wrestling")
+        .await;
+    browser.click("#search-submit").await;
+    let results = browser
+        .wait(Duration::from_secs(20), RESULTS, |v| {
+            v.as_array()
+                .is_some_and(|a| a.len() >= 2 && a.iter().all(|r| r["thumb"] == true))
+        })
+        .await;
+    assert!(
+        results[0]["label"].as_str().unwrap().starts_with("arm · "),
+        "{results}"
+    );
+    let shot = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-artifacts/serve_page_search.png");
+    browser.screenshot(&shot).await;
     browser.close().await;
     assert_eq!(srv.terminate().await, Some(0));
 }

@@ -1,10 +1,12 @@
 // Vigil live page: tiles from /api/streams, live labels/events/status from /api/events
-// (SSE read with fetch so a bearer token can be sent), snapshots about once a second.
+// (SSE read with fetch so a bearer token can be sent), snapshots about once a second, and
+// text search over stored windows (/api/search; CLIP/X-CLIP services).
 "use strict";
 
 const state = {
   token: sessionStorage.getItem("vigil-token") || "",
   tiles: new Map(),      // name -> {el, spark: [scores], snapUrl, snapBusy}
+  searchUrls: [],        // object URLs of the shown search thumbnails
   maxEvents: 50,
   sparkLen: 60,
 };
@@ -217,6 +219,38 @@ async function addStream(ev) {
   } catch (e) { err.textContent = String(e.message || e); }
 }
 
+async function search(ev) {
+  ev.preventDefault();
+  const err = $("#search-error");
+  const list = $("#search-results");
+  err.textContent = "";
+  for (const u of state.searchUrls) URL.revokeObjectURL(u);
+  state.searchUrls = [];
+  list.replaceChildren();
+  const q = $("#search-q").value.trim();
+  try {
+    const resp = await api("/api/search?top=10&q=" + encodeURIComponent(q));
+    const out = await resp.json();
+    if (!resp.ok) { err.textContent = `${out.error} — ${out.hint}`; return; }
+    if (!out.results.length) { err.textContent = `nothing stored matches (${out.searched} windows searched)`; return; }
+    for (const h of out.results) {
+      const li = el("li");
+      const img = el("img");
+      img.alt = `${h.stream} ${h.start}`;
+      li.append(img, el("span", "label", `${h.stream} · ${h.score.toFixed(3)}`), el("time", "", `${h.start} → ${h.end}`));
+      list.append(li);
+      if (h.snapshot) {
+        api(h.snapshot).then(async (r) => {
+          if (!r.ok) return;
+          const url = URL.createObjectURL(await r.blob());
+          state.searchUrls.push(url);
+          img.src = url;
+        }).catch(() => {});
+      }
+    }
+  } catch (e) { err.textContent = String(e.message || e); }
+}
+
 async function removeStream(name) {
   if (!confirm(`Remove camera ${name}?`)) return;
   const resp = await api(`/api/streams/${encodeURIComponent(name)}`, { method: "DELETE" });
@@ -225,6 +259,7 @@ async function removeStream(name) {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("#add-form").addEventListener("submit", addStream);
+  $("#search-form").addEventListener("submit", search);
   $("#token-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     state.token = $("#token").value.trim();
