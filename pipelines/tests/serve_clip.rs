@@ -1,6 +1,6 @@
 //! `vigil serve` on CLIP and X-CLIP (the tiny random-weight fixtures of
-//! `$VIGIL_SHARED/fixtures/clip`): a stream added over the API gets prompt labels over SSE
-//! and start/end events in the history, its window embeddings land in the data dir's store,
+//! `$VIGIL_SHARED/fixtures/clip`): a stream added over the API gets prompt labels over SSE,
+//! start events over SSE and MQTT (a real mosquitto) and in the history, its window embeddings land in the data dir's store,
 //! and `GET /api/search` finds them — with snapshot links the service serves, 400s with
 //! hints for bad queries, and the same windows readable by `vigil search` afterwards. A
 //! MoViNet service answers search with 409. Scores are meaningless (random weights); the
@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use serve_support::{free_port, shared, Served, SseReader, TestServer};
+use serve_support::{free_port, shared, Broker, Served, SseReader, Subscriber, TestServer};
 use vigil_pipelines::serve::ServiceConfig;
 
 const PROMPTS: [&str; 2] = ["a person arm wrestling", "an empty room"];
@@ -64,7 +64,10 @@ async fn clip_service_labels_events_and_search() {
     let args = [
         "--clip", &model, "--prompt", PROMPTS[0], "--prompt", PROMPTS[1], "--window", "1",
     ];
-    let srv = Served::start_model(data.path(), free_port(), &args, &[]).await;
+    let broker = Broker::start();
+    let mut mqtt = Subscriber::start(broker.port, "clip-sub", &["vigil/#"]).await;
+    let mqtt_url = broker.url();
+    let srv = Served::start_model(data.path(), free_port(), &args, &["--mqtt", &mqtt_url]).await;
     let mut sse = SseReader::open(reqwest::Client::new().get(srv.url("/api/events"))).await;
     let r = add_arm_wrestling(&srv, "arm").send().await.unwrap();
     assert_eq!(r.status(), 201);
@@ -85,6 +88,14 @@ async fn clip_service_labels_events_and_search() {
         .await
         .expect("a start event over SSE");
     assert!(PROMPTS.contains(&start.data["label"].as_str().unwrap()));
+    // and over MQTT, like MoViNet's
+    let (payload, _) = mqtt
+        .wait_for(Duration::from_secs(20), "vigil/events", |p| {
+            p.contains("\"start\"")
+        })
+        .await
+        .expect("the start event on MQTT");
+    assert!(PROMPTS.iter().any(|p| payload.contains(p)), "{payload}");
 
     // window embeddings are searchable while the stream runs
     let body = search_until(&srv, "q=a%20person%20arm%20wrestling&top=3", 2).await;
