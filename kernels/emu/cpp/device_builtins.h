@@ -4,9 +4,10 @@
 // `VIGIL_HOST_EMULATION` hook in pointwise.cu. Reached through include/cuda_fp16.h, which
 // shadows NVIDIA's header on the host include path, so kernels/cuda/*.cu compile unchanged.
 //
-// The built-ins read per-thread and per-block registers that the executor (exec_fibers.cpp,
-// or exec_threads.cpp in the race build) points at before it runs each CUDA thread:
-//   threadIdx -> vigil_emu::tls_thread->idx     blockIdx/blockDim/gridDim -> tls_block
+// The built-ins read per-thread and per-block registers that the executor points at before
+// it runs each CUDA thread: in the driver (exec_fibers.cpp) through the header on top of
+// the running fiber's stack (types.h: fiber_header), in the race build (exec_threads.cpp)
+// through the thread-locals tls_thread / tls_block.
 // `__shared__` is `static thread_local`: the fiber executor runs every thread of a block on
 // one OS thread, and two OS threads never run the same block, so each block in flight has
 // its own shared memory. The race build (VIGIL_EMU_OS_THREADS: one OS thread per CUDA
@@ -55,10 +56,17 @@ inline __half __float2half_rn(float v) { return __half{vigil_emu::float_to_half_
 #define VIGIL_EMU_STR2(x) #x
 #define VIGIL_EMU_STR(x) VIGIL_EMU_STR2(x)
 
+#if defined(VIGIL_EMU_OS_THREADS) && VIGIL_EMU_OS_THREADS
 #define threadIdx (::vigil_emu::tls_thread->idx)
 #define blockIdx (::vigil_emu::tls_block->idx)
 #define blockDim (::vigil_emu::tls_block->dim)
 #define gridDim (::vigil_emu::tls_block->grid)
+#else
+#define threadIdx (::vigil_emu::fiber_header()->thread->idx)
+#define blockIdx (::vigil_emu::fiber_header()->block->idx)
+#define blockDim (::vigil_emu::fiber_header()->block->dim)
+#define gridDim (::vigil_emu::fiber_header()->block->grid)
+#endif
 #define __syncthreads() ::vigil_emu::syncthreads(__FILE__ ":" VIGIL_EMU_STR(__LINE__))
 
 // pointwise.cu's tensor-core helper (its inline-PTX definition is skipped under

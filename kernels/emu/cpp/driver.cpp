@@ -1532,6 +1532,13 @@ API CUresult cuGetErrorString(CUresult r, const char** out) {
     return *out ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
+// NVIDIA's private export tables (NVRTC and the runtime ask libcuda for them): the
+// emulator has none, and says so — a missing symbol would make NVRTC crash.
+API CUresult cuGetExportTable(const void** table, const CUuuid*) {
+    if (table) *table = nullptr;
+    return CUDA_ERROR_NOT_SUPPORTED;
+}
+
 // ---- vigil-cuda-emu extensions ----------------------------------------------------------
 
 API const char* vigilEmuVersion() {

@@ -35,6 +35,7 @@
 
 namespace vigil_emu {
 
+// Declared for the race executor's built-ins; the fiber executor uses fiber_header().
 __thread const ThreadRegs* tls_thread = nullptr;
 __thread const BlockRegs* tls_block = nullptr;
 
@@ -47,7 +48,7 @@ struct Worker;
 
 struct Fiber {
     Context ctx;
-    FiberStack stack;
+    FiberStack stack;  // its header tells the running kernel code which thread it is
     Worker* worker = nullptr;
     int tid = -1;  // the CUDA thread it runs, -1 while parked
 };
@@ -59,10 +60,7 @@ struct Warp {
     unsigned arrived = 0;  // lanes waiting at the current collective
     const char* site = nullptr;
     Fiber* waiting[32];
-    unsigned a[32][4];
-    unsigned b[32][2];
-    float c[32][4];
-    float d[32][4];
+    MmaTile tile;
 };
 
 struct Worker {
@@ -117,11 +115,30 @@ void describe_thread(const Worker* w, int tid, char* buf, std::size_t n) {
                   w->regs.idx.y, w->regs.idx.z);
 }
 
-/// Suspend the running fiber until the scheduler resumes it.
-void suspend(Worker* w, Fiber* self) {
-    context_switch(&self->ctx, &w->sched);
-    tls_thread = &w->tregs[self->tid];
+Fiber* take_fiber(Worker* w);
+
+/// Switch from `self` (blocked, or parked with nothing left to start) straight to the next
+/// runnable fiber: one released from a barrier or collective, else a fiber for the next
+/// unstarted thread, else the scheduler (the block is done, or deadlocked). Returns when
+/// someone switches back to `self`.
+void switch_away(Worker* w, Fiber* self) {
+    Fiber* next = nullptr;
+    if (w->ready_count) {
+        next = w->pop_ready();
+    } else if (w->next_tid < w->nthreads) {
+        next = take_fiber(w);
+        ++w->live;
+    }
+    if (next) {
+        w->cur = next;
+        context_switch(&self->ctx, &next->ctx);
+    } else {
+        context_switch(&self->ctx, &w->sched);
+    }
 }
+
+/// Block the running CUDA thread until a barrier or collective releases it.
+void suspend(Worker* w, Fiber* self) { switch_away(w, self); }
 
 void release_barrier(Worker* w, Fiber* except) {
     for (unsigned i = 0; i < w->bar_n; ++i)
@@ -154,15 +171,16 @@ void fiber_main(void* arg) {
         while (w->next_tid < w->nthreads) {
             const unsigned t = w->next_tid++;
             self->tid = static_cast<int>(t);
-            tls_thread = &w->tregs[t];
+            self->stack.header->thread = &w->tregs[t];
             w->launch->kernel->invoke(w->launch->params);
             thread_exited(w, self);
         }
         // No thread left to start in this block: park until the next block needs a fiber.
         self->tid = -1;
+        self->stack.header->thread = nullptr;
         --w->live;
         w->parked.push_back(self);
-        context_switch(&self->ctx, &w->sched);
+        switch_away(w, self);
     }
 }
 
@@ -175,6 +193,8 @@ Fiber* take_fiber(Worker* w) {
     auto f = std::make_unique<Fiber>();
     f->worker = w;
     f->stack = acquire_stack();
+    f->stack.header->fiber = f.get();
+    f->stack.header->block = &w->regs;
     context_init(&f->ctx, f->stack, &fiber_main, f.get());
     Fiber* raw = f.get();
     w->owned.push_back(std::move(f));
@@ -197,7 +217,6 @@ Fiber* take_fiber(Worker* w) {
 
 void run_block(Worker* w, uint3 bidx) {
     w->regs.idx = bidx;
-    tls_block = &w->regs;
     w->next_tid = 0;
     w->exited = 0;
     w->live = 0;
@@ -210,25 +229,14 @@ void run_block(Worker* w, uint3 bidx) {
         wp.exited = wp.arrived = 0;
         wp.site = nullptr;
     }
-    for (;;) {
-        Fiber* f;
-        if (w->ready_count) {
-            f = w->pop_ready();
-        } else if (w->next_tid < w->nthreads) {
-            f = take_fiber(w);
-            ++w->live;
-        } else if (w->live == 0) {
-            break;
-        } else {
-            deadlock(w);
-        }
-        w->cur = f;
-        if (f->tid >= 0) tls_thread = &w->tregs[f->tid];
-        context_switch(&w->sched, &f->ctx);
-    }
+    // Fibers hand over to each other directly (switch_away); control comes back here only
+    // when nothing is runnable: every thread has exited, or the rest wait forever.
+    Fiber* first = take_fiber(w);
+    ++w->live;
+    w->cur = first;
+    context_switch(&w->sched, &first->ctx);
+    if (w->live != 0 || w->ready_count || w->next_tid < w->nthreads) deadlock(w);
     w->cur = nullptr;
-    tls_thread = nullptr;
-    tls_block = nullptr;
 }
 
 void prepare(Worker* w, const Launch& l) {
@@ -342,10 +350,14 @@ unsigned worker_count() { return pool().size(); }
 
 void execute(const Launch& l) { pool().run(l); }
 
+namespace {
+/// The fiber running the calling kernel code (found from its stack, see types.h).
+Fiber* running_fiber() { return static_cast<Fiber*>(fiber_header()->fiber); }
+}  // namespace
+
 void syncthreads(const char* site) {
-    Worker* w = tls_worker;
-    if (!w || !w->cur || w->cur->tid < 0) fatal("__syncthreads() called outside a kernel (%s)", site);
-    Fiber* self = w->cur;
+    Fiber* self = running_fiber();
+    Worker* w = self->worker;
     if (w->bar_n == 0) {
         w->bar_site = site;
         w->bar_first_tid = self->tid;
@@ -367,9 +379,8 @@ void syncthreads(const char* site) {
 
 void warp_mma_m16n8k16_f16_f32(float (&c)[4], const unsigned (&a)[4], const unsigned (&b)[2],
                                const char* site) {
-    Worker* w = tls_worker;
-    if (!w || !w->cur || w->cur->tid < 0) fatal("mma.sync called outside a kernel (%s)", site);
-    Fiber* self = w->cur;
+    Fiber* self = running_fiber();
+    Worker* w = self->worker;
     const unsigned t = static_cast<unsigned>(self->tid), lane = t & 31;
     Warp& wp = w->warps[t / 32];
     if (wp.lanes != 32 || wp.exited) {
@@ -385,12 +396,10 @@ void warp_mma_m16n8k16_f16_f32(float (&c)[4], const unsigned (&a)[4], const unsi
         fatal("divergent warp collective: lanes of warp %u wait at %s, lane %u reached %s", t / 32,
               wp.site, lane, site);
     }
-    std::memcpy(wp.a[lane], a, sizeof wp.a[lane]);
-    std::memcpy(wp.b[lane], b, sizeof wp.b[lane]);
-    std::memcpy(wp.c[lane], c, sizeof wp.c[lane]);
+    mma_deposit(wp.tile, lane, a, b, c);
     wp.waiting[wp.arrived++] = self;
     if (wp.arrived == 32) {
-        mma_m16n8k16_warp(wp.a, wp.b, wp.c, wp.d);
+        mma_compute(wp.tile);
         for (unsigned i = 0; i < 32; ++i)
             if (wp.waiting[i] != self) w->push_ready(wp.waiting[i]);
         wp.arrived = 0;
@@ -398,7 +407,7 @@ void warp_mma_m16n8k16_f16_f32(float (&c)[4], const unsigned (&a)[4], const unsi
     } else {
         suspend(w, self);
     }
-    std::memcpy(c, wp.d[lane], sizeof wp.d[lane]);
+    mma_collect(wp.tile, lane, c);
 }
 
 }  // namespace vigil_emu

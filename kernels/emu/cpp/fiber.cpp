@@ -50,7 +50,6 @@ vigil_emu_fiber_start:
     ud2
     .size vigil_emu_fiber_start, .-vigil_emu_fiber_start
 )");
-extern "C" void vigil_emu_fiber_switch(void** save_sp, void* load_sp);
 extern "C" void vigil_emu_fiber_start();
 #endif
 
@@ -63,10 +62,11 @@ std::size_t page_size() {
     return p;
 }
 
-// Guard pages of every fiber stack ever mapped: append-only, read by the signal handler.
+// Every fiber stack region ever mapped (their bases): append-only, read by the signal
+// handler.
 constexpr std::size_t kMaxStacks = 1 << 16;
-std::atomic<uintptr_t> g_guards[kMaxStacks];
-std::atomic<std::size_t> g_num_guards{0};
+std::atomic<uintptr_t> g_regions[kMaxStacks];
+std::atomic<std::size_t> g_num_regions{0};
 
 std::mutex g_pool_mu;
 std::vector<FiberStack>& pool() {
@@ -86,17 +86,31 @@ FiberStack acquire_stack() {
         }
     }
     const std::size_t ps = page_size();
-    void* m = ::mmap(nullptr, kFiberStackBytes + ps, PROT_READ | PROT_WRITE,
+    // Map twice the region and keep the aligned part.
+    void* m = ::mmap(nullptr, 2 * kFiberRegion, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) fatal("cannot map a %zu-byte fiber stack", kFiberStackBytes + ps);
-    char* base = static_cast<char*>(m);
-    if (::mprotect(base, ps, PROT_NONE) != 0) fatal("cannot protect a fiber stack guard page");
-    std::size_t i = g_num_guards.load(std::memory_order_relaxed);
+    if (m == MAP_FAILED) fatal("cannot map a fiber stack");
+    const uintptr_t raw = reinterpret_cast<uintptr_t>(m);
+    const uintptr_t base = (raw + kFiberRegion - 1) & ~(kFiberRegion - 1);
+    if (base > raw) ::munmap(m, base - raw);
+    if (raw + 2 * kFiberRegion > base + kFiberRegion)
+        ::munmap(reinterpret_cast<void*>(base + kFiberRegion), raw + 2 * kFiberRegion - (base + kFiberRegion));
+    char* lo = reinterpret_cast<char*>(base);
+    if (::mprotect(lo, ps, PROT_NONE) != 0) fatal("cannot protect a fiber stack guard page");
+    auto* header = reinterpret_cast<FiberHeader*>(base + kFiberRegion - sizeof(FiberHeader));
+    *header = FiberHeader{nullptr, nullptr, nullptr};
+    std::lock_guard<std::mutex> g(g_pool_mu);
+    std::size_t i = g_num_regions.load(std::memory_order_relaxed);
     if (i < kMaxStacks) {
-        g_guards[i].store(reinterpret_cast<uintptr_t>(base), std::memory_order_relaxed);
-        g_num_guards.store(i + 1, std::memory_order_release);
+        g_regions[i].store(base, std::memory_order_relaxed);
+        g_num_regions.store(i + 1, std::memory_order_release);
     }
-    return FiberStack{base + ps, base + ps + kFiberStackBytes};
+    // Stacks all start at the same offset of equally aligned regions, so their hot top lines
+    // would fall in the same L1 sets (a block's 128 threads thrash an 8-way cache): start
+    // each one a different number of cache lines below its header.
+    const uintptr_t color = (i * 7 % 64) * 64;
+    char* hi = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(header) & ~uintptr_t(63)) - color);
+    return FiberStack{lo + ps, hi, header};
 }
 
 void release_stack(FiberStack s) {
@@ -104,14 +118,24 @@ void release_stack(FiberStack s) {
     pool().push_back(s);
 }
 
-bool in_fiber_guard(uintptr_t addr) {
-    const std::size_t n = g_num_guards.load(std::memory_order_acquire);
-    const std::size_t ps = page_size();
-    for (std::size_t i = 0; i < n; ++i) {
-        uintptr_t g = g_guards[i].load(std::memory_order_relaxed);
-        if (addr >= g && addr < g + ps) return true;
-    }
+namespace {
+bool is_region(uintptr_t base) {
+    const std::size_t n = g_num_regions.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < n; ++i)
+        if (g_regions[i].load(std::memory_order_relaxed) == base) return true;
     return false;
+}
+}  // namespace
+
+bool in_fiber_guard(uintptr_t addr) {
+    const uintptr_t base = addr & ~(kFiberRegion - 1);
+    return addr - base < page_size() && is_region(base);
+}
+
+const FiberHeader* fiber_header_at(uintptr_t sp) {
+    const uintptr_t base = sp & ~(kFiberRegion - 1);
+    if (!is_region(base)) return nullptr;
+    return reinterpret_cast<const FiberHeader*>(base + kFiberRegion - sizeof(FiberHeader));
 }
 
 #if defined(__x86_64__)
@@ -132,8 +156,6 @@ void context_init(Context* ctx, FiberStack stack, void (*entry)(void*), void* ar
     *--sp = 0;                                                      // r15
     ctx->sp = sp;
 }
-
-void context_switch(Context* from, Context* to) { vigil_emu_fiber_switch(&from->sp, to->sp); }
 
 #else
 

@@ -132,12 +132,16 @@ void on_segv(int sig, siginfo_t* si, void* uctx) {
         return;
     }
     const char* access = "access";
-#if defined(__x86_64__)
+    uintptr_t sp = 0;
     if (uctx) {
         auto* uc = static_cast<ucontext_t*>(uctx);
+#if defined(__x86_64__)
         access = (uc->uc_mcontext.gregs[REG_ERR] & 2) ? "write" : "read";
-    }
+        sp = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
+#elif defined(__aarch64__)
+        sp = static_cast<uintptr_t>(uc->uc_mcontext.sp);
 #endif
+    }
     SigBuf m;
     m.s("\nvigil-cuda-emu: ERROR: ");
     if (in_stack_guard) {
@@ -165,9 +169,11 @@ void on_segv(int sig, siginfo_t* si, void* uctx) {
         }
     }
     m.s("\n");
-    if (tls_block && tls_thread) {
-        m.s("vigil-cuda-emu:   by CUDA thread ").dim(tls_thread->idx.x, tls_thread->idx.y, tls_thread->idx.z);
-        m.s(" of block ").dim(tls_block->idx.x, tls_block->idx.y, tls_block->idx.z).s("\n");
+    // The faulting CUDA thread: from the header of the fiber stack it ran on.
+    const FiberHeader* fh = sp ? fiber_header_at(sp) : nullptr;
+    if (fh && fh->thread && fh->block) {
+        m.s("vigil-cuda-emu:   by CUDA thread ").dim(fh->thread->idx.x, fh->thread->idx.y, fh->thread->idx.z);
+        m.s(" of block ").dim(fh->block->idx.x, fh->block->idx.y, fh->block->idx.z).s("\n");
     }
     if (tls_op[0]) {
         m.s("vigil-cuda-emu:   while executing ").s(tls_op).s("\n");

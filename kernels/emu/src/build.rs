@@ -72,9 +72,17 @@ impl Variant {
             "-Wno-unknown-pragmas", // #pragma unroll
             "-Wno-unused-parameter",
             "-D__CUDA_ARCH__=800", // the sm_80 tensor-core path of the kernels
+            "-ffp-contract=fast",  // a*b+c fused, like NVRTC's default --fmad=true
         ];
         match self {
-            Variant::Driver => f.extend(["-O2", "-march=native", "-g1", "-fPIC", "-fvisibility=hidden"]),
+            Variant::Driver => f.extend([
+                "-O3",
+                "-march=native",
+                "-g1",
+                "-fPIC",
+                "-fvisibility=hidden",
+                "-mtls-dialect=gnu2", // TLS descriptors: cheap thread-locals in a dlopen()ed library
+            ]),
             Variant::Race => f.extend(["-O1", "-g", "-fsanitize=thread", "-DVIGIL_EMU_OS_THREADS=1"]),
         }
         f
@@ -87,7 +95,8 @@ fn cpp_dir() -> PathBuf {
 }
 
 fn cuda_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../cuda")
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cuda");
+    d.canonicalize().unwrap_or(d)
 }
 
 /// Where builds go: `$VIGIL_CUDA_EMU_DIR`, else `vigil-cuda-emu/` in the cargo target

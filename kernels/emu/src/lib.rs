@@ -28,7 +28,8 @@
 //! A race mode ([`race_check`]) builds every kernel with ThreadSanitizer and runs each at
 //! small sizes, one OS thread per CUDA thread.
 //!
-//! Main items: [`install`] (call it first in every GPU test), [`Driver`], [`counters`] /
+//! Main items: [`install`] (call it first in every GPU test), [`install_emulator`] (tests
+//! of the emulator itself), [`Driver`], [`counters`] /
 //! [`stream_counters`] / [`reset_counters`], [`build`] / [`Variant`], [`race_check`],
 //! [`EmuError`]. The `vigil-cuda-emu` binary (`lib-dir`, `race`) serves
 //! `scripts/emulated-gpu.sh`, which runs any command (e.g. `vigil`) on the emulator.
@@ -109,8 +110,28 @@ impl std::fmt::Display for Driver {
 /// opens `libcuda.so`, so cudarc gets the emulator. Call this before anything touches CUDA
 /// (cudarc loads the driver once per process). Idempotent; the first outcome is kept.
 pub fn install() -> Result<&'static Driver, EmuError> {
+    let mode = std::env::var("VIGIL_CUDA_DRIVER").unwrap_or_else(|_| "auto".into());
+    installed(mode)
+}
+
+/// [`install`] the emulator whatever `VIGIL_CUDA_DRIVER` says and whether or not a real
+/// driver exists: for tests of the emulator itself (its error codes, memory checks,
+/// counters), which mean nothing on a GPU. Fails if this process already uses a real
+/// driver.
+pub fn install_emulator() -> Result<&'static Driver, EmuError> {
+    let d = installed("emulated".into())?;
+    if !d.is_emulated() {
+        return Err(EmuError::Load {
+            path: build_root(),
+            why: format!("this process already uses the {d}"),
+        });
+    }
+    Ok(d)
+}
+
+fn installed(mode: String) -> Result<&'static Driver, EmuError> {
     static DRIVER: OnceLock<Result<Driver, String>> = OnceLock::new();
-    let r = DRIVER.get_or_init(|| install_once().map_err(|e| e.to_string()));
+    let r = DRIVER.get_or_init(|| install_once(&mode).map_err(|e| e.to_string()));
     match r {
         Ok(d) => Ok(d),
         Err(e) => Err(EmuError::Load {
@@ -120,9 +141,8 @@ pub fn install() -> Result<&'static Driver, EmuError> {
     }
 }
 
-fn install_once() -> Result<Driver, EmuError> {
-    let mode = std::env::var("VIGIL_CUDA_DRIVER").unwrap_or_else(|_| "auto".into());
-    match mode.as_str() {
+fn install_once(mode: &str) -> Result<Driver, EmuError> {
+    match mode {
         "auto" | "" => {
             if let Some(d) = probe_existing() {
                 return Ok(d);
@@ -225,15 +245,32 @@ pub fn race_check(filter: Option<&str>) -> Result<RaceOutcome, EmuError> {
         cmd.arg(f);
     }
     // halt_on_error=0: report every race; exitcode=66: a report fails the run.
-    cmd.env("TSAN_OPTIONS", "halt_on_error=0 exitcode=66 report_signal_unsafe=0 second_deadlock_stack=1");
-    let out = cmd.output().map_err(|e| EmuError::Race(format!("{}: {e}", exe.display())))?;
-    let output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    const TSAN_OPTIONS: &str = "halt_on_error=0 exitcode=66 report_signal_unsafe=0 second_deadlock_stack=1";
+    cmd.env("TSAN_OPTIONS", TSAN_OPTIONS);
+    let run = |cmd: &mut Command| -> Result<(std::process::ExitStatus, String), EmuError> {
+        let out = cmd.output().map_err(|e| EmuError::Race(format!("{}: {e}", exe.display())))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((out.status, text))
+    };
+    let (mut status, mut output) = run(&mut cmd)?;
+    // ThreadSanitizer (GCC 12) cannot start under some high-entropy ASLR layouts: retry
+    // with address randomisation off for this one process.
+    if output.contains("unexpected memory mapping") {
+        let mut again = Command::new("setarch");
+        again.arg(std::env::consts::ARCH).arg("-R").arg(&exe);
+        if let Some(f) = filter {
+            again.arg(f);
+        }
+        again.env("TSAN_OPTIONS", TSAN_OPTIONS);
+        (status, output) = run(&mut again)?;
+        cmd = again;
+    }
     Ok(RaceOutcome {
-        clean: out.status.success() && !output.contains("ThreadSanitizer"),
+        clean: status.success() && !output.contains("ThreadSanitizer"),
         output,
         command: format!("{:?}", cmd),
     })
