@@ -562,13 +562,13 @@ CUresult device_alloc(CUdeviceptr* dptr, size_t bytes, const char* origin) {
 
 CUresult free_status(const char* call, CUdeviceptr p, FreeStatus st) {
     if (st == FreeStatus::Ok) return CUDA_SUCCESS;
-    char why[512];
-    check_range(p, 0, MemKind::Device, nullptr, why, sizeof why);
+    char where[256] = "no allocation there";
+    if (const Allocation* a = find_allocation(p)) describe(a, where, sizeof where);
     const char* what = st == FreeStatus::AlreadyFreed ? "double free"
                        : st == FreeStatus::NotBase   ? "not the start of an allocation"
                        : st == FreeStatus::WrongKind ? "wrong kind of memory"
                                                      : "not allocated";
-    note("%s(%#llx): %s — %s", call, p, what, why);
+    note("%s(%#llx): %s — %s", call, p, what, where);
     return CUDA_ERROR_INVALID_VALUE;
 }
 

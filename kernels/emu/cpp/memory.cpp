@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
 
 #include "types.h"
 #include "fiber.h"
@@ -323,6 +324,7 @@ void describe(const Allocation* a, char* buf, std::size_t len) {
 bool check_range(uintptr_t p, std::size_t n, MemKind kind, const Allocation** out, char* why,
                  std::size_t why_len) {
     if (out) *out = nullptr;
+    if (why_len) why[0] = 0;
     long i = search(p, [](const Allocation* r) { return r->base; });
     const Allocation* r = i >= 0 ? rec(static_cast<std::size_t>(i)) : nullptr;
     char d[256] = "";
@@ -334,15 +336,15 @@ bool check_range(uintptr_t p, std::size_t n, MemKind kind, const Allocation** ou
             if (!near || nx->base - p < p - (near->base + near->size)) near = nx;
         }
         if (near) describe(near, d, sizeof d);
-        std::snprintf(why, why_len, "%#llx + %zu bytes is not inside any %s allocation%s%s",
-                      static_cast<unsigned long long>(p), n, kind_name(kind),
-                      near ? "; nearest: " : "", d);
+        std::snprintf(why, why_len, "%#llx%s is not inside any %s allocation%s%s",
+                      static_cast<unsigned long long>(p), n ? (" + " + std::to_string(n) + " bytes").c_str() : "",
+                      kind_name(kind), near ? "; nearest: " : "", d);
         return false;
     }
     describe(r, d, sizeof d);
     if (r->freed) {
-        std::snprintf(why, why_len, "%#llx + %zu bytes is in freed %s (use after free)",
-                      static_cast<unsigned long long>(p), n, d);
+        std::snprintf(why, why_len, "%#llx%s is in freed %s (use after free)", static_cast<unsigned long long>(p),
+                      n ? (" + " + std::to_string(n) + " bytes").c_str() : "", d);
         return false;
     }
     if (r->kind != kind) {
@@ -366,20 +368,20 @@ void verify_redzones(const Allocation* a, const char* what) {
     const auto* base = reinterpret_cast<const unsigned char*>(a->base);
     const auto* end = base + a->size;
     const auto* hi = reinterpret_cast<const unsigned char*>(a->hi);
+    const unsigned char* last = nullptr;  // the furthest corrupted byte after the end
     for (const unsigned char* p = end; p < hi; ++p)
-        if (*p != kCanary) {
-            char d[256];
-            describe(a, d, sizeof d);
-            fatal("%s wrote %zu bytes past the end of %s (red zone corrupted at byte %zu after the end)",
-                  what, static_cast<std::size_t>(p - end) + 1, d, static_cast<std::size_t>(p - end));
-        }
-    for (const unsigned char* p = lo; p < base; ++p)
-        if (*p != kCanary) {
-            char d[256];
-            describe(a, d, sizeof d);
-            fatal("%s wrote %zu bytes before the start of %s (red zone corrupted)", what,
-                  static_cast<std::size_t>(base - p), d);
-        }
+        if (*p != kCanary) last = p;
+    const unsigned char* first = nullptr;  // the furthest corrupted byte before the start
+    for (const unsigned char* p = base; p > lo;)
+        if (*--p != kCanary) first = p;
+    if (!last && !first) return;
+    char d[256];
+    describe(a, d, sizeof d);
+    if (last)
+        fatal("%s wrote up to %zu bytes past the end of %s (found in its red zone after the kernel)", what,
+              static_cast<std::size_t>(last - end) + 1, d);
+    fatal("%s wrote up to %zu bytes before the start of %s (found in its red zone after the kernel)", what,
+          static_cast<std::size_t>(base - first), d);
 }
 
 void ensure_altstack() {

@@ -70,7 +70,7 @@ void run_kernel(Stream* s, Op& op, bool in_graph) {
     }
     Launch l{k, op.params.data(), op.grid, op.block, tls_op};
     execute(l);
-    for (unsigned i = 0; i < ntouched; ++i) verify_redzones(touched[i], tls_op);
+    for (unsigned i = 0; i < ntouched; ++i) verify_redzones(touched[i], "the kernel");
     const uint64_t blocks = uint64_t(op.grid.x) * op.grid.y * op.grid.z;
     Counters* sc = &s->counters;
     VIGIL_EMU_COUNT(sc, kernel_launches, 1);
