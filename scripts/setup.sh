@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Vigil needs to build and test on Debian 12 (idempotent, quick when done):
 #   - GStreamer 1.22 dev packages, plugins and gst-rtsp-server (apt)
+#   - g++ (apt; g++ 12 brings ThreadSanitizer's libtsan2): the tests build the emulated
+#     CUDA driver (kernels/emu) from source and run the GPU tests on it
 #   - NVRTC + CUDA runtime headers from PyPI wheels (kernels compile at run time with
 #     NVRTC; no GPU or CUDA toolkit needed to check that they compile)
 # and writes target/vigil-env.sh, which the other scripts source.
@@ -11,7 +13,7 @@ cd "$root"
 apt_pkgs=(pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
-  libgstrtspserver-1.0-dev gstreamer1.0-rtsp)
+  libgstrtspserver-1.0-dev gstreamer1.0-rtsp g++ libtsan2)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
