@@ -160,7 +160,7 @@ mod tests {
         let Some(m) = shared_model("movinet_a0_stream_cattle7_dynamic.tflite") else {
             return;
         };
-        let nodes = step_nodes(&m, Precision::F16);
+        let nodes = step_nodes(&crate::Plan::lower(&m).expect("lower"), Precision::F16);
         let sum = |ns: &[StepNode], f: fn(&StepNode) -> f64| ns.iter().map(f).sum::<f64>();
         let fused = fuse_all(&nodes, FUSED_BLOCK);
         assert!(fused.len() < nodes.len());

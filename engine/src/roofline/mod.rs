@@ -5,7 +5,7 @@
 //! - [`StepNode`] — one node of the step as the CUDA backend enqueues it (a kernel launch
 //!   or a device copy): the layer and kernel it belongs to, FLOPs and bytes moved per
 //!   stream (activations, carried state) and per step (weights), and the GEMM shape where
-//!   tile padding matters. [`step_nodes`] lists them for a [`crate::Model`].
+//!   tile padding matters. [`step_nodes`] lists them for a [`crate::Plan`].
 //! - [`DevicePeaks`] — the datasheet peaks and the overhead assumptions the bound uses;
 //!   [`DevicePeaks::h100_sxm`].
 //! - [`step_bound`] → [`StepBound`] — the modelled step time and frames/s at a batch size:
@@ -25,12 +25,10 @@
 //! compute in fp32 on CUDA cores (they convert fp16 to fp32); no wave-quantisation, tail or
 //! occupancy effects. It is an upper bound on frames/s, not a prediction.
 //!
-//! Submodules: `nodes` (the one walk of the network: [`step_nodes`], [`clip_nodes`],
-//! device-memory footprints) and `fusion` (the what-ifs). The node list mirrors `cuda.rs`'s
-//! `enqueue` today (launches are counted from that kernel sequence, not yet from the
-//! emulated driver's counters). When the flat plan lands (`plan.rs`), [`step_nodes`]
-//! becomes one exhaustive `match` over plan ops; nothing else here depends on how the
-//! network is walked.
+//! Submodules: `nodes` (the plan's ops as device nodes: [`step_nodes`], [`clip_nodes`],
+//! device-memory footprints) and `fusion` (the what-ifs). The node list is one exhaustive
+//! `match` over [`crate::plan::Op`], like the CUDA backend's walk of the same plan
+//! (launches are counted from the plan, not yet from the emulated driver's counters).
 
 mod fusion;
 mod nodes;
@@ -39,7 +37,7 @@ pub use fusion::{fuse, fuse_all, Fusion, FUSED_BLOCK, FUSION_CANDIDATES};
 pub use nodes::{clip_nodes, state_bytes_per_stream, step_nodes, workspace_bytes_per_stream};
 
 /// Slot index (u32) + frame count (u64) a state-carrying kernel reads per stream.
-const STEP_INDEX_BYTES: f64 = 12.0;
+const STEP_INDEX_BYTES: f64 = crate::plan::STEP_INDEX_BYTES as f64;
 
 /// What a node is on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,7 +335,7 @@ mod tests {
         let Some(m) = shared_model("movinet_a0_stream_cattle7_dynamic.tflite") else {
             return;
         };
-        let nodes = step_nodes(&m, Precision::F16);
+        let nodes = step_nodes(&crate::Plan::lower(&m).expect("lower"), Precision::F16);
         let peaks = DevicePeaks::h100_sxm();
         let per_stream: f64 = nodes.iter().map(|n| n.stream_bytes()).sum();
         let mut last = 0.0;

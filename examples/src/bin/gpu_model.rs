@@ -18,7 +18,7 @@ use vigil_engine::roofline::{
     workspace_bytes_per_stream, Bound, DevicePeaks, NodeKind, StepBound, StepNode, FUSED_BLOCK,
     FUSION_CANDIDATES,
 };
-use vigil_engine::{Model, Precision};
+use vigil_engine::{Model, Plan, Precision};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum PrecisionArg {
@@ -67,6 +67,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let plan = match Plan::lower(&model) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("gpu_model: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut peaks = DevicePeaks::h100_sxm();
     if let Some(us) = args.node_floor_us {
         peaks.node_floor_s = us * 1e-6;
@@ -78,7 +85,7 @@ fn main() -> ExitCode {
         PrecisionArg::Fp16 => Precision::F16,
         PrecisionArg::Fp32 => Precision::F32,
     };
-    print!("{}", report(&model, precision, &peaks, &args));
+    print!("{}", report(&model, &plan, precision, &peaks, &args));
     ExitCode::SUCCESS
 }
 
@@ -140,9 +147,15 @@ impl Group {
     }
 }
 
-fn report(model: &Model, precision: Precision, peaks: &DevicePeaks, args: &Args) -> String {
+fn report(
+    model: &Model,
+    plan: &Plan,
+    precision: Precision,
+    peaks: &DevicePeaks,
+    args: &Args,
+) -> String {
     let mut out = String::new();
-    let nodes = step_nodes(model, precision);
+    let nodes = step_nodes(plan, precision);
     let el = precision.bytes();
     let (frame, logits) = (model.frame_bytes(), model.classes() * el);
     let bound = |ns: &[StepNode], b: usize| step_bound(ns, peaks, b, frame, logits);
@@ -172,13 +185,13 @@ fn report(model: &Model, precision: Precision, peaks: &DevicePeaks, args: &Args)
     );
     out += &format!(
         "Per step: {kernels} kernel launches + {copies} device copies = {} graph nodes, \
-         independent of the batch (counted from the kernel sequence of `engine/src/cuda.rs` \
-         `enqueue`), plus 3 host→device copies and 1 device→host copy outside the graph.\n\n",
+         independent of the batch (counted from the model's plan as the CUDA backend enqueues \
+         it: a launch per op, two copies per concat), plus 3 host→device copies and 1 device→host copy outside the graph.\n\n",
         nodes.len()
     );
 
-    let state = state_bytes_per_stream(model, precision) as f64;
-    let workspace = workspace_bytes_per_stream(model, precision) as f64;
+    let state = state_bytes_per_stream(plan, precision) as f64;
+    let workspace = workspace_bytes_per_stream(plan, precision) as f64;
     let weights: f64 = nodes.iter().map(|n| n.weight_bytes).sum();
     let biggest = args.batch.iter().copied().max().unwrap_or(1) as f64;
     out += &format!(
