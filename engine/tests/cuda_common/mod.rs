@@ -37,7 +37,7 @@ pub fn cuda_engine(model: &Arc<Model>, precision: Precision, graphs: bool) -> En
             model.clone(),
             &CudaConfig {
                 precision,
-                graph_buckets: Vec::new(),
+                graph_buckets: Some(Vec::new()),
                 ..Default::default()
             },
         )
