@@ -7,8 +7,10 @@
 //! device, NVRTC or cuda_fp16.h that cannot be set up is a failure. fp16 inputs are
 //! quantized first and the CPU twin gets the same (dequantized) values, so the comparison
 //! measures the kernel, not the input rounding. Tolerances (|got - want| <= atol + rtol *
-//! |want|): fp32 2e-5 / 2e-5, fp16 1e-2 / 1e-2.
+//! |want|): fp32 2e-5 / 2e-5, fp16 1e-2 / 1e-2. The pre-Ampere path of `pointwise_f16`,
+//! which no sm_80+ device runs, is checked on an emulated sm_75 device in a child process.
 
+use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use vigil_kernels::cuda::cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr};
@@ -611,6 +613,34 @@ fn channel_gate_matches_cpu() {
         channel_gate_case::<f32>(g, 1700 + i as u64, b, p, c);
         channel_gate_case::<half::f16>(g, 1800 + i as u64, b, p, c);
     }
+}
+
+/// `pointwise_f16` has a scalar fallback for devices before sm_80 (same accumulator
+/// ownership as the mma fragments). No sm_80+ GPU runs it, so the two pointwise tests run
+/// again in a child process (this binary) on the emulated driver built as an sm_75 device:
+/// NVRTC builds sm_75, and the emulator runs the kernels with `__CUDA_ARCH__` = 750.
+#[test]
+fn pointwise_pre_ampere_path_matches_cpu_on_an_emulated_sm75() {
+    let exe = std::env::current_exe().expect("own path");
+    let out = Command::new(exe)
+        .args([
+            "--exact",
+            "pointwise_matches_cpu",
+            "pointwise_gated_matches_cpu_twin",
+            "--nocapture",
+        ])
+        .env("VIGIL_CUDA_DRIVER", "emulated")
+        .env("VIGIL_EMU_SM", "75")
+        .output()
+        .expect("run the child");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the sm_75 run failed:\n{text}");
+    assert!(text.contains("kernels built by NVRTC for sm_75"), "not an sm_75 device:\n{text}");
+    assert!(text.contains("2 passed"), "{text}");
 }
 
 /// A too-short buffer is a `KernelError::Shape` naming the op, not a launch.

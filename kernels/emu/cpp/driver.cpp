@@ -1,8 +1,9 @@
 // driver.cpp — the exported CUDA driver API of vigil-cuda-emu (libcuda.so for tests).
 //
 // One device, ordinal 0: "Vigil CUDA emulator (CPU, not a GPU)", compute capability 8.0
-// (so NVRTC builds sm_80 and the tensor-core path runs), an A100-like set of limits, 8 GiB
-// of memory (or half the host's). Entry points validate their arguments the way the
+// (so NVRTC builds sm_80 and the tensor-core path runs; a build for VIGIL_EMU_SM=75 runs
+// the kernels' pre-Ampere paths), an A100-like set of limits, 8 GiB of memory (or half the
+// host's). Entry points validate their arguments the way the
 // driver does and return its error codes; the device work they enqueue runs later, in
 // stream order (state.h). What is not emulated returns CUDA_ERROR_NOT_SUPPORTED, never a
 // silent success: non-primary contexts, managed memory, memory pools, arrays/textures,
@@ -40,7 +41,10 @@ namespace {
 constexpr const char* kDeviceName = "Vigil CUDA emulator (CPU, not a GPU)";
 constexpr int kDriverVersion = 12090;  // CUDA 12.9: accepts PTX ISA up to 8.8
 constexpr unsigned kPtxMajorMax = 8, kPtxMinorMax = 8;
-constexpr int kSm = 80;
+#ifndef VIGIL_EMU_SM
+#define VIGIL_EMU_SM 80
+#endif
+constexpr int kSm = VIGIL_EMU_SM;  // the build's -DVIGIL_EMU_SM (sm_80 unless asked)
 constexpr unsigned kMaxSmemPerBlock = 48 * 1024;          // without opt-in
 constexpr unsigned kMaxSmemPerBlockOptin = 163 * 1024;    // sm_80
 constexpr unsigned kRegsPerSm = 65536;

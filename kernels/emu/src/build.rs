@@ -23,7 +23,8 @@ use crate::EmuError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
     /// `libcuda.so` (SONAME `libcuda.so`, plus a `libcuda.so.1` link): the emulated driver,
-    /// CUDA threads on fibers, optimised for the host CPU.
+    /// CUDA threads on fibers, optimised for the host CPU; device sm_80 unless
+    /// `VIGIL_EMU_SM` says otherwise (see [`Variant::sm`]).
     Driver,
     /// `vigil-emu-race`: every kernel at small sizes under ThreadSanitizer, one OS thread
     /// per CUDA thread (see `cpp/race_main.cpp`).
@@ -62,29 +63,52 @@ impl Variant {
         }
     }
 
-    fn cflags(self) -> Vec<&'static str> {
-        let mut f = vec![
+    fn cflags(self, sm: u32) -> Vec<String> {
+        let mut f: Vec<String> = [
             "-std=c++20",
             "-pthread",
             "-Wall",
             "-Wextra",
             "-Wno-unknown-pragmas", // #pragma unroll
             "-Wno-unused-parameter",
-            "-D__CUDA_ARCH__=800", // the sm_80 tensor-core path of the kernels
-            "-ffp-contract=fast",  // a*b+c fused, like NVRTC's default --fmad=true
-        ];
-        match self {
-            Variant::Driver => f.extend([
+            "-ffp-contract=fast", // a*b+c fused, like NVRTC's default --fmad=true
+        ]
+        .map(String::from)
+        .to_vec();
+        // The kernels see the emulated device's architecture (sm_80: the tensor-core path).
+        f.push(format!("-D__CUDA_ARCH__={}", sm * 10));
+        f.push(format!("-DVIGIL_EMU_SM={sm}"));
+        let extra: &[&str] = match self {
+            Variant::Driver => &[
                 "-O3",
                 "-march=native",
                 "-g1",
                 "-fPIC",
                 "-fvisibility=hidden",
                 "-mtls-dialect=gnu2", // TLS descriptors: cheap thread-locals in a dlopen()ed library
-            ]),
-            Variant::Race => f.extend(["-O1", "-g", "-fsanitize=thread", "-DVIGIL_EMU_OS_THREADS=1"]),
-        }
+            ],
+            Variant::Race => &["-O1", "-g", "-fsanitize=thread", "-DVIGIL_EMU_OS_THREADS=1"],
+        };
+        f.extend(extra.iter().map(|s| s.to_string()));
         f
+    }
+
+    /// The compute capability (major*10+minor) of the emulated device: sm_80, or for the
+    /// driver `$VIGIL_EMU_SM` (75 runs the kernels' pre-Ampere paths; 80, 86, 89, 90).
+    pub fn sm(self) -> Result<u32, EmuError> {
+        if self == Variant::Race {
+            return Ok(80);
+        }
+        match std::env::var("VIGIL_EMU_SM") {
+            Err(_) => Ok(80),
+            Ok(v) => match v.trim().parse::<u32>() {
+                Ok(sm @ (75 | 80 | 86 | 89 | 90)) => Ok(sm),
+                _ => Err(EmuError::Build {
+                    what: "VIGIL_EMU_SM".into(),
+                    log: format!("{v:?} is not one of 75, 80, 86, 89, 90"),
+                }),
+            },
+        }
     }
 }
 
@@ -291,10 +315,11 @@ pub fn build(variant: Variant) -> Result<PathBuf, EmuError> {
     let version = compiler_version(&cxx)?;
     let files = inputs()?;
     let mut h = Fnv::new();
+    let sm = variant.sm()?;
     h.add(variant.name().as_bytes());
     h.add(version.as_bytes());
     h.add(cxx.as_bytes());
-    for f in variant.cflags() {
+    for f in variant.cflags(sm) {
         h.add(f.as_bytes());
     }
     if variant == Variant::Driver {
@@ -305,7 +330,7 @@ pub fn build(variant: Variant) -> Result<PathBuf, EmuError> {
         h.add(bytes);
     }
     let root = build_root();
-    let out = root.join(format!("{}-{:016x}", variant.name(), h.0));
+    let out = root.join(format!("{}-sm{sm}-{:016x}", variant.name(), h.0));
     let artifact = out.join(variant.artifact());
     if artifact.is_file() {
         return Ok(artifact);
@@ -313,7 +338,7 @@ pub fn build(variant: Variant) -> Result<PathBuf, EmuError> {
     fs::create_dir_all(&root).map_err(io_err(format!("create {}", root.display())))?;
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let tmp = root.join(format!(".tmp-{}-{}-{nanos}", variant.name(), std::process::id()));
-    let result = build_into(variant, &cxx, &files, &tmp);
+    let result = build_into(variant, sm, &cxx, &files, &tmp);
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
@@ -328,7 +353,22 @@ pub fn build(variant: Variant) -> Result<PathBuf, EmuError> {
             });
         }
     }
+    prune_stale(&root, &out, &format!("{}-sm{sm}-", variant.name()));
     Ok(artifact)
+}
+
+/// Remove older builds of the same variant (built from sources that have changed since),
+/// so a working tree's target directory keeps one build per variant. A process still
+/// using a removed library keeps its mapping; only the directory entries go.
+fn prune_stale(root: &Path, keep: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        if p != keep && name.to_string_lossy().starts_with(prefix) {
+            let _ = fs::remove_dir_all(&p);
+        }
+    }
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), EmuError> {
@@ -350,7 +390,13 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), EmuError> {
     Ok(())
 }
 
-fn build_into(variant: Variant, cxx: &str, files: &[(PathBuf, Vec<u8>)], dir: &Path) -> Result<(), EmuError> {
+fn build_into(
+    variant: Variant,
+    sm: u32,
+    cxx: &str,
+    files: &[(PathBuf, Vec<u8>)],
+    dir: &Path,
+) -> Result<(), EmuError> {
     fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
     let (sources, list) = generated(files)?;
     let write = |name: &str, text: &str| {
@@ -382,7 +428,7 @@ fn build_into(variant: Variant, cxx: &str, files: &[(PathBuf, Vec<u8>)], dir: &P
                 let cpp = &cpp;
                 scope.spawn(move || {
                     let mut c = Command::new(cxx);
-                    c.args(variant.cflags());
+                    c.args(variant.cflags(sm));
                     if *src == "kernels.cpp" {
                         // The kernels reinterpret __half rows as u32/uint4 (fine in CUDA).
                         c.arg("-fno-strict-aliasing");
@@ -410,7 +456,7 @@ fn build_into(variant: Variant, cxx: &str, files: &[(PathBuf, Vec<u8>)], dir: &P
     }
     let artifact = dir.join(variant.artifact());
     let mut link = Command::new(cxx);
-    link.args(variant.cflags());
+    link.args(variant.cflags(sm));
     link.args(&objects);
     match variant {
         Variant::Driver => {
@@ -421,6 +467,9 @@ fn build_into(variant: Variant, cxx: &str, files: &[(PathBuf, Vec<u8>)], dir: &P
     }
     link.arg("-o").arg(&artifact);
     run(&mut link, &format!("link {}", variant.artifact()))?;
+    for o in &objects {
+        let _ = fs::remove_file(o);
+    }
     if variant == Variant::Driver {
         // For LD_LIBRARY_PATH users that open the versioned name.
         std::os::unix::fs::symlink("libcuda.so", dir.join("libcuda.so.1"))
