@@ -102,7 +102,8 @@ pub fn run(
         step_ms_p50: pct(0.5),
         step_ms_p99: pct(0.99),
         state_bytes_per_stream: engine.state_bytes_per_session(),
-        emulated: engine.device_name().starts_with("cuda") && vigil_kernels::cuda::driver_is_emulated(),
+        emulated: engine.device_name().starts_with("cuda")
+            && vigil_kernels::cuda::driver_is_emulated(),
     };
     for s in sessions {
         engine.close_session(s)?;

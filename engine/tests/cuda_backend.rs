@@ -282,13 +282,32 @@ fn cuda_step_stats_follow_the_plan() {
         // no counters): exactly what the backend says it issued.
         if let (Some(b), Some(a)) = (before, executed) {
             let d = a.since(&b);
-            assert_eq!(d.kernel_launches as usize, st.nodes.kernels, "kernels executed");
-            assert_eq!(d.dtod_copies as usize, st.nodes.copies, "device copies executed");
+            assert_eq!(
+                d.kernel_launches as usize, st.nodes.kernels,
+                "kernels executed"
+            );
+            assert_eq!(
+                d.dtod_copies as usize, st.nodes.copies,
+                "device copies executed"
+            );
             assert_eq!(d.graph_launches, u64::from(graph), "graph launches");
-            assert_eq!(d.eager_kernel_launches, if graph { 0 } else { d.kernel_launches });
-            assert_eq!(d.htod_bytes as usize, st.host_to_device_bytes, "host->device bytes");
-            assert_eq!(d.dtoh_bytes as usize, st.device_to_host_bytes, "device->host bytes");
-            assert_eq!((d.memsets, d.allocations, d.frees), (0, 0, 0), "nothing allocated per step");
+            assert_eq!(
+                d.eager_kernel_launches,
+                if graph { 0 } else { d.kernel_launches }
+            );
+            assert_eq!(
+                d.htod_bytes as usize, st.host_to_device_bytes,
+                "host->device bytes"
+            );
+            assert_eq!(
+                d.dtoh_bytes as usize, st.device_to_host_bytes,
+                "device->host bytes"
+            );
+            assert_eq!(
+                (d.memsets, d.allocations, d.frees),
+                (0, 0, 0),
+                "nothing allocated per step"
+            );
         }
     }
 }

@@ -77,7 +77,10 @@ fn batch_of_17_then_reuse(graphs: bool) {
     let c = m.classes();
     let alone = run_single(&mut e, &fx);
     let (sessions, worst) = batch_of_17_frames(&mut e, &fx, &other, &alone, 1e-5, 20);
-    eprintln!("batch of 17 on {} (graphs: {graphs}): worst relative error {worst:.2e}", e.device_name());
+    eprintln!(
+        "batch of 17 on {} (graphs: {graphs}): worst relative error {worst:.2e}",
+        e.device_name()
+    );
     e.close_session(sessions[3]).unwrap();
     let fresh = e.open_session().unwrap();
     assert_eq!(fresh.slot(), sessions[3].slot(), "the freed slot is reused");
@@ -114,7 +117,8 @@ fn cuda_streams_join_and_leave_between_steps() {
     let b = e.open_session().unwrap();
     let mut out = vec![0.0; 3 * c];
     for i in 0..10 {
-        e.step(&[a, b], &[fx.frame(i), other.frame(i)], &mut out[..2 * c]).unwrap();
+        e.step(&[a, b], &[fx.frame(i), other.frame(i)], &mut out[..2 * c])
+            .unwrap();
         let err = rel_l2(&out[..c], &reference[i * c..(i + 1) * c]);
         assert!(err <= 1e-5, "a, frame {i}: {err:.3e}");
     }
@@ -129,8 +133,14 @@ fn cuda_streams_join_and_leave_between_steps() {
             x = Some(e.open_session().unwrap());
         }
         let (ids, frames): (Vec<_>, Vec<&[u8]>) = match x {
-            Some(x) if i % 2 == 0 => (vec![x, n, a], vec![other.frame(i), fx.frame(i), fx.frame(ai)]),
-            Some(x) => (vec![a, x, n], vec![fx.frame(ai), other.frame(i), fx.frame(i)]),
+            Some(x) if i % 2 == 0 => (
+                vec![x, n, a],
+                vec![other.frame(i), fx.frame(i), fx.frame(ai)],
+            ),
+            Some(x) => (
+                vec![a, x, n],
+                vec![fx.frame(ai), other.frame(i), fx.frame(i)],
+            ),
             None => (vec![n, a], vec![fx.frame(i), fx.frame(ai)]),
         };
         let rows = ids.len();
@@ -140,7 +150,10 @@ fn cuda_streams_join_and_leave_between_steps() {
         let err_n = rel_l2(&out[pn * c..(pn + 1) * c], &reference[i * c..(i + 1) * c]);
         let err_a = rel_l2(&out[pa * c..(pa + 1) * c], &reference[ai * c..(ai + 1) * c]);
         assert!(err_n <= 1e-5, "reused slot, frame {i}: {err_n:.3e}");
-        assert!(err_a <= 1e-5, "a, frame {ai} with batch {ids:?}: {err_a:.3e}");
+        assert!(
+            err_a <= 1e-5,
+            "a, frame {ai} with batch {ids:?}: {err_a:.3e}"
+        );
     }
     // a leaves, x stays; a reset session replays like a new one.
     e.close_session(a).unwrap();

@@ -30,7 +30,8 @@ fn a_step_is_one_graph_launch_and_moves_only_inputs_and_logits() {
             graph_buckets: if graphs { None } else { Some(Vec::new()) },
             ..Default::default()
         };
-        let mut b = CudaBackend::new(m.clone(), &cfg).unwrap_or_else(|e| panic!("CUDA backend: {e}"));
+        let mut b =
+            CudaBackend::new(m.clone(), &cfg).unwrap_or_else(|e| panic!("CUDA backend: {e}"));
         let slots = [0, 1, 2];
         for s in slots {
             b.open_slot(s).unwrap();
@@ -48,11 +49,26 @@ fn a_step_is_one_graph_launch_and_moves_only_inputs_and_logits() {
         let rows = b.last_step().expect("step stats").rows as u64;
         assert!(rows >= 3);
         let row_inputs = fb as u64 + 4 + 8; // frame, slot index (u32), frame count (u64)
-        assert_eq!(d.htod_copies, 3 * steps, "frames, slots and counts: three copies a step");
-        assert_eq!(d.htod_bytes, rows * row_inputs * steps, "host->device: only the rows' inputs");
+        assert_eq!(
+            d.htod_copies,
+            3 * steps,
+            "frames, slots and counts: three copies a step"
+        );
+        assert_eq!(
+            d.htod_bytes,
+            rows * row_inputs * steps,
+            "host->device: only the rows' inputs"
+        );
         assert_eq!(d.dtoh_copies, steps, "one read-back a step");
-        assert_eq!(d.dtoh_bytes, 3 * classes as u64 * 2 * steps, "device->host: only the fp16 logits");
-        assert_eq!(d.dtod_bytes, 0, "the K600 model has no squeeze-excitation copies");
+        assert_eq!(
+            d.dtoh_bytes,
+            3 * classes as u64 * 2 * steps,
+            "device->host: only the fp16 logits"
+        );
+        assert_eq!(
+            d.dtod_bytes, 0,
+            "the K600 model has no squeeze-excitation copies"
+        );
         assert_eq!(
             (d.memsets, d.allocations, d.frees, d.host_memory_kernel_args),
             (0, 0, 0, 0),
@@ -62,15 +78,25 @@ fn a_step_is_one_graph_launch_and_moves_only_inputs_and_logits() {
         let per_step = d.kernel_launches / steps;
         assert!(per_step > 60, "{per_step} kernels a step");
         if graphs {
-            assert_eq!(d.graph_launches, steps, "the whole step is one graph launch");
+            assert_eq!(
+                d.graph_launches, steps,
+                "the whole step is one graph launch"
+            );
             assert_eq!(d.eager_kernel_launches, 0);
             assert_eq!(d.graph_kernel_nodes, d.kernel_launches);
-            assert_eq!(d.graph_nodes, d.graph_kernel_nodes, "graph nodes are all kernels");
+            assert_eq!(
+                d.graph_nodes, d.graph_kernel_nodes,
+                "graph nodes are all kernels"
+            );
             graph_kernels = Some(per_step);
         } else {
             assert_eq!(d.graph_launches, 0);
             assert_eq!(d.eager_kernel_launches, d.kernel_launches);
-            assert_eq!(Some(per_step), graph_kernels, "the same kernels as the graph");
+            assert_eq!(
+                Some(per_step),
+                graph_kernels,
+                "the same kernels as the graph"
+            );
         }
         assert!(
             d.htod_bytes + d.dtoh_bytes < b.state_bytes_per_slot() as u64,

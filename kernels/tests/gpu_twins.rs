@@ -639,7 +639,10 @@ fn pointwise_pre_ampere_path_matches_cpu_on_an_emulated_sm75() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "the sm_75 run failed:\n{text}");
-    assert!(text.contains("kernels built by NVRTC for sm_75"), "not an sm_75 device:\n{text}");
+    assert!(
+        text.contains("kernels built by NVRTC for sm_75"),
+        "not an sm_75 device:\n{text}"
+    );
     assert!(text.contains("2 passed"), "{text}");
 }
 

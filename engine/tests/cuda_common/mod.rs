@@ -13,7 +13,8 @@ use vigil_kernels::Precision;
 /// Install the CUDA driver (real, else the emulator) and say which, once per process.
 pub fn driver() -> &'static vigil_cuda_emu::Driver {
     static SAY: Once = Once::new();
-    let d = vigil_cuda_emu::install().unwrap_or_else(|e| panic!("no CUDA driver, real or emulated: {e}"));
+    let d = vigil_cuda_emu::install()
+        .unwrap_or_else(|e| panic!("no CUDA driver, real or emulated: {e}"));
     SAY.call_once(|| eprintln!("CUDA tests on the {d}"));
     d
 }
@@ -43,5 +44,6 @@ pub fn cuda_engine(model: &Arc<Model>, precision: Precision, graphs: bool) -> En
         )
         .map(|b| Engine::with_backend(model.clone(), Box::new(b)))
     };
-    built.unwrap_or_else(|e| panic!("the CUDA engine cannot be created on device 0 of the {d}: {e}"))
+    built
+        .unwrap_or_else(|e| panic!("the CUDA engine cannot be created on device 0 of the {d}: {e}"))
 }

@@ -59,7 +59,12 @@ impl Variant {
                 "memory.cpp",
                 "report.cpp",
             ],
-            Variant::Race => &["kernels.cpp", "exec_threads.cpp", "race_main.cpp", "report.cpp"],
+            Variant::Race => &[
+                "kernels.cpp",
+                "exec_threads.cpp",
+                "race_main.cpp",
+                "report.cpp",
+            ],
         }
     }
 
@@ -137,7 +142,9 @@ pub fn build_root() -> PathBuf {
         }
     }
     let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    ws.canonicalize().unwrap_or(ws).join("target/vigil-cuda-emu")
+    ws.canonicalize()
+        .unwrap_or(ws)
+        .join("target/vigil-cuda-emu")
 }
 
 fn compiler() -> String {
@@ -198,10 +205,13 @@ fn cpu_signature() -> String {
 }
 
 fn compiler_version(cxx: &str) -> Result<String, EmuError> {
-    let out = Command::new(cxx).arg("--version").output().map_err(|e| EmuError::Compiler {
-        cxx: cxx.to_string(),
-        why: e.to_string(),
-    })?;
+    let out = Command::new(cxx)
+        .arg("--version")
+        .output()
+        .map_err(|e| EmuError::Compiler {
+            cxx: cxx.to_string(),
+            why: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(EmuError::Compiler {
             cxx: cxx.to_string(),
@@ -224,7 +234,9 @@ pub fn kernel_names(src: &str) -> Vec<String> {
             continue;
         }
         let mut t = after.trim_start();
-        let Some(r) = t.strip_prefix("void") else { continue };
+        let Some(r) = t.strip_prefix("void") else {
+            continue;
+        };
         t = r.trim_start();
         if let Some(r) = t.strip_prefix("__launch_bounds__") {
             let r = r.trim_start();
@@ -291,10 +303,15 @@ fn generated(files: &[(PathBuf, Vec<u8>)]) -> Result<(String, String), EmuError>
     let mut list = String::new();
     let cuda = cuda_dir();
     for (path, bytes) in files {
-        if path.parent() != Some(cuda.as_path()) || path.extension().and_then(|e| e.to_str()) != Some("cu") {
+        if path.parent() != Some(cuda.as_path())
+            || path.extension().and_then(|e| e.to_str()) != Some("cu")
+        {
             continue;
         }
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         let _ = writeln!(sources, "#include \"{name}\"");
         for k in kernel_names(&String::from_utf8_lossy(bytes)) {
             let _ = writeln!(list, "VIGIL_EMU_KERNEL({k})");
@@ -303,7 +320,10 @@ fn generated(files: &[(PathBuf, Vec<u8>)]) -> Result<(String, String), EmuError>
     if list.is_empty() {
         return Err(EmuError::Build {
             what: "kernel registry".into(),
-            log: format!("no extern \"C\" __global__ kernels found in {}", cuda.display()),
+            log: format!(
+                "no extern \"C\" __global__ kernels found in {}",
+                cuda.display()
+            ),
         });
     }
     Ok((sources, list))
@@ -326,7 +346,12 @@ pub fn build(variant: Variant) -> Result<PathBuf, EmuError> {
         h.add(cpu_signature().as_bytes());
     }
     for (path, bytes) in &files {
-        h.add(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().as_bytes());
+        h.add(
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
         h.add(bytes);
     }
     let root = build_root();
@@ -336,8 +361,15 @@ pub fn build(variant: Variant) -> Result<PathBuf, EmuError> {
         return Ok(artifact);
     }
     fs::create_dir_all(&root).map_err(io_err(format!("create {}", root.display())))?;
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let tmp = root.join(format!(".tmp-{}-{}-{nanos}", variant.name(), std::process::id()));
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tmp = root.join(format!(
+        ".tmp-{}-{}-{nanos}",
+        variant.name(),
+        std::process::id()
+    ));
     let result = build_into(variant, sm, &cxx, &files, &tmp);
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
@@ -361,7 +393,9 @@ pub fn build(variant: Variant) -> Result<PathBuf, EmuError> {
 /// so a working tree's target directory keeps one build per variant. A process still
 /// using a removed library keeps its mapping; only the directory entries go.
 fn prune_stale(root: &Path, keep: &Path, prefix: &str) {
-    let Ok(entries) = fs::read_dir(root) else { return };
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name();
@@ -400,11 +434,15 @@ fn build_into(
     fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
     let (sources, list) = generated(files)?;
     let write = |name: &str, text: &str| {
-        fs::write(dir.join(name), text).map_err(io_err(format!("write {}", dir.join(name).display())))
+        fs::write(dir.join(name), text)
+            .map_err(io_err(format!("write {}", dir.join(name).display())))
     };
     write("kernel_sources.inc", &sources)?;
     write("kernel_list.inc", &list)?;
-    write("exports.map", "{\n  global: cu*; vigilEmu*;\n  local: *;\n};\n")?;
+    write(
+        "exports.map",
+        "{\n  global: cu*; vigilEmu*;\n  local: *;\n};\n",
+    )?;
     let (cpp, cuda) = (cpp_dir(), cuda_dir());
     let include = |c: &mut Command| {
         c.arg("-I").arg(cpp.join("include")); // cuda_fp16.h: the host shim, first
@@ -461,7 +499,10 @@ fn build_into(
     match variant {
         Variant::Driver => {
             link.args(["-shared", "-Wl,-soname,libcuda.so", "-Wl,-z,defs"]);
-            link.arg(format!("-Wl,--version-script={}", dir.join("exports.map").display()));
+            link.arg(format!(
+                "-Wl,--version-script={}",
+                dir.join("exports.map").display()
+            ));
         }
         Variant::Race => {}
     }
@@ -472,8 +513,9 @@ fn build_into(
     }
     if variant == Variant::Driver {
         // For LD_LIBRARY_PATH users that open the versioned name.
-        std::os::unix::fs::symlink("libcuda.so", dir.join("libcuda.so.1"))
-            .map_err(io_err(format!("link {}", dir.join("libcuda.so.1").display())))?;
+        std::os::unix::fs::symlink("libcuda.so", dir.join("libcuda.so.1")).map_err(io_err(
+            format!("link {}", dir.join("libcuda.so.1").display()),
+        ))?;
     }
     Ok(())
 }
@@ -503,7 +545,12 @@ mod tests {
         for name in ["pointwise.cu", "temporal.cu", "reduce.cu"] {
             assert!(sources.contains(name), "{sources}");
         }
-        for k in ["pointwise_f16", "pointwise_f32", "temporal_causal_f16", "channel_gate_f32"] {
+        for k in [
+            "pointwise_f16",
+            "pointwise_f32",
+            "temporal_causal_f16",
+            "channel_gate_f32",
+        ] {
             assert!(list.contains(&format!("VIGIL_EMU_KERNEL({k})")), "{list}");
         }
     }

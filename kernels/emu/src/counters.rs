@@ -105,7 +105,8 @@ type ResetFn = unsafe extern "C" fn();
 /// The emulator this process loaded (as libcuda), if any. Looks through the names cudarc
 /// opens, without loading anything new.
 pub(crate) fn loaded_emulator() -> Option<Library> {
-    let names = std::iter::once("libcuda.so".to_string()).chain(cudarc::get_lib_name_candidates("cuda"));
+    let names =
+        std::iter::once("libcuda.so".to_string()).chain(cudarc::get_lib_name_candidates("cuda"));
     for name in names {
         // SAFETY: RTLD_NOLOAD only returns an already loaded library; nothing is initialised.
         let Ok(lib) = (unsafe { Library::open(Some(&name), RTLD_NOW | RTLD_NOLOAD) }) else {
@@ -139,7 +140,9 @@ pub fn stream_counters(stream: CUstream) -> Option<Counters> {
     // SAFETY: vigilEmuStreamCounters(CUstream, CountersSnapshot*, size_t) validates the
     // handle and writes at most `size` bytes.
     unsafe {
-        let f = lib.get::<StreamCountersFn>(b"vigilEmuStreamCounters\0").ok()?;
+        let f = lib
+            .get::<StreamCountersFn>(b"vigilEmuStreamCounters\0")
+            .ok()?;
         let mut c = Counters::default();
         (f(stream, &mut c, std::mem::size_of::<Counters>()) == 0).then_some(c)
     }

@@ -198,9 +198,11 @@ fn load_emulator() -> Result<Driver, EmuError> {
     let path = build(Variant::Driver)?;
     // SAFETY: the library is our own build; loading it only registers its symbols (its
     // static constructors do nothing with side effects beyond this process).
-    let ours = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_GLOBAL) }.map_err(|e| EmuError::Load {
-        path: path.clone(),
-        why: e.to_string(),
+    let ours = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_GLOBAL) }.map_err(|e| {
+        EmuError::Load {
+            path: path.clone(),
+            why: e.to_string(),
+        }
     })?;
     // cudarc opens "libcuda.so" by name: it must get this library, not another one.
     // SAFETY: RTLD_NOLOAD only returns an already loaded library.
@@ -214,7 +216,8 @@ fn load_emulator() -> Result<Driver, EmuError> {
     if same != Some(true) {
         return Err(EmuError::Load {
             path,
-            why: "the dynamic loader does not resolve `libcuda.so` to it (SONAME match failed)".into(),
+            why: "the dynamic loader does not resolve `libcuda.so` to it (SONAME match failed)"
+                .into(),
         });
     }
     std::mem::forget(ours);
@@ -245,10 +248,13 @@ pub fn race_check(filter: Option<&str>) -> Result<RaceOutcome, EmuError> {
         cmd.arg(f);
     }
     // halt_on_error=0: report every race; exitcode=66: a report fails the run.
-    const TSAN_OPTIONS: &str = "halt_on_error=0 exitcode=66 report_signal_unsafe=0 second_deadlock_stack=1";
+    const TSAN_OPTIONS: &str =
+        "halt_on_error=0 exitcode=66 report_signal_unsafe=0 second_deadlock_stack=1";
     cmd.env("TSAN_OPTIONS", TSAN_OPTIONS);
     let run = |cmd: &mut Command| -> Result<(std::process::ExitStatus, String), EmuError> {
-        let out = cmd.output().map_err(|e| EmuError::Race(format!("{}: {e}", exe.display())))?;
+        let out = cmd
+            .output()
+            .map_err(|e| EmuError::Race(format!("{}: {e}", exe.display())))?;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

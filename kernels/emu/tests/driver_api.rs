@@ -56,7 +56,12 @@ fn error_codes_and_struct_layout_match_cudarc() {
     ] {
         let e = DriverError(r);
         let name = e.error_name().expect("cuGetErrorName");
-        assert_eq!(name.to_str().unwrap(), format!("{r:?}"), "code {}", r as u32);
+        assert_eq!(
+            name.to_str().unwrap(),
+            format!("{r:?}"),
+            "code {}",
+            r as u32
+        );
         e.error_string().expect("cuGetErrorString");
     }
 
@@ -87,11 +92,19 @@ fn error_codes_and_struct_layout_match_cudarc() {
     ];
     assert_eq!(got, want, "CUDA_MEMCPY2D layout");
 
-    let fields: unsafe extern "C" fn() -> *const std::ffi::c_char = emulator_symbol(b"vigilEmuCounterFields\0");
+    let fields: unsafe extern "C" fn() -> *const std::ffi::c_char =
+        emulator_symbol(b"vigilEmuCounterFields\0");
     // SAFETY: a static NUL-terminated string.
-    let names = unsafe { CStr::from_ptr(fields()) }.to_str().unwrap().to_string();
+    let names = unsafe { CStr::from_ptr(fields()) }
+        .to_str()
+        .unwrap()
+        .to_string();
     let names: Vec<&str> = names.split(',').filter(|s| !s.is_empty()).collect();
-    assert_eq!(names, vigil_cuda_emu::COUNTER_FIELDS, "Counters field order");
+    assert_eq!(
+        names,
+        vigil_cuda_emu::COUNTER_FIELDS,
+        "Counters field order"
+    );
 }
 
 #[test]
@@ -106,7 +119,10 @@ fn the_device_says_it_is_an_emulator() {
     use sys::CUdevice_attribute as A;
     assert_eq!(a(A::CU_DEVICE_ATTRIBUTE_WARP_SIZE), 32);
     assert_eq!(a(A::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK), 1024);
-    assert_eq!(a(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK), 48 * 1024);
+    assert_eq!(
+        a(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK),
+        48 * 1024
+    );
     assert!(vigil_cuda_emu::install().unwrap().is_emulated());
 }
 
@@ -127,9 +143,13 @@ fn device_work_runs_when_the_host_synchronises_and_not_before() {
     // SAFETY: pinned f32 host memory, fully written before it is read.
     let mut pinned = unsafe { ctx.alloc_pinned::<f32>(n) }.unwrap();
     pinned.as_mut_slice().unwrap().fill(-1.0);
-    s.memcpy_dtoh(&d_out, pinned.as_mut_slice().unwrap()).unwrap();
+    s.memcpy_dtoh(&d_out, pinned.as_mut_slice().unwrap())
+        .unwrap();
     // A host read without synchronising sees what was there before: every time.
-    assert!(pinned.as_slice().unwrap().iter().all(|&v| v == -1.0), "work ran before the host synchronised");
+    assert!(
+        pinned.as_slice().unwrap().iter().all(|&v| v == -1.0),
+        "work ran before the host synchronised"
+    );
     s.synchronize().unwrap();
     let got = pinned.as_slice().unwrap();
     for (i, &v) in got.iter().enumerate() {
@@ -152,17 +172,24 @@ fn a_capture_becomes_a_graph_that_replays() {
     let mut d_out = s.alloc_zeros::<f32>(n).unwrap();
     s.synchronize().unwrap();
     let before = vigil_cuda_emu::stream_counters(s.cu_stream()).unwrap();
-    s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).unwrap();
+    s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        .unwrap();
     s.memset_zeros(&mut d_out).unwrap();
     let nn = n as i64;
     let mut b = s.launch_builder(&f);
     b.arg(&d_frames).arg(&mut d_out).arg(&nn);
     // SAFETY: as above.
     unsafe { b.launch(LaunchConfig::for_num_elems(n as u32)) }.unwrap();
-    let graph = s.end_capture(sys::CUgraphInstantiate_flags(0)).unwrap().expect("a graph");
+    let graph = s
+        .end_capture(sys::CUgraphInstantiate_flags(0))
+        .unwrap()
+        .expect("a graph");
     s.synchronize().unwrap();
     assert_eq!(
-        vigil_cuda_emu::stream_counters(s.cu_stream()).unwrap().since(&before).kernel_launches,
+        vigil_cuda_emu::stream_counters(s.cu_stream())
+            .unwrap()
+            .since(&before)
+            .kernel_launches,
         0,
         "captured work must not run"
     );
@@ -172,7 +199,9 @@ fn a_capture_becomes_a_graph_that_replays() {
     s.memcpy_htod(&vec![255u8; n], &mut d_frames).unwrap();
     graph.launch().unwrap();
     assert_eq!(s.clone_dtoh(&d_out).unwrap()[7], 1.0);
-    let c = vigil_cuda_emu::stream_counters(s.cu_stream()).unwrap().since(&before);
+    let c = vigil_cuda_emu::stream_counters(s.cu_stream())
+        .unwrap()
+        .since(&before);
     assert_eq!(c.graph_launches, 2);
     assert_eq!(c.graph_nodes, 4, "memset + kernel, twice");
     assert_eq!(c.graph_kernel_nodes, 2);
@@ -186,21 +215,27 @@ fn what_a_capture_forbids_is_refused_and_invalidates_it() {
     let mut d = s.alloc_zeros::<u8>(64).unwrap();
     s.synchronize().unwrap();
     // Synchronising a capturing stream.
-    s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).unwrap();
-    assert_eq!(s.synchronize(), Err(DriverError(CUresult::CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)));
+    s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        .unwrap();
+    assert_eq!(
+        s.synchronize(),
+        Err(DriverError(CUresult::CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED))
+    );
     assert_eq!(
         s.end_capture(sys::CUgraphInstantiate_flags(0)).err(),
         Some(DriverError(CUresult::CUDA_ERROR_STREAM_CAPTURE_INVALIDATED))
     );
     // Pageable host memory in a captured copy.
-    s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).unwrap();
+    s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        .unwrap();
     assert_eq!(
         s.memcpy_htod(&[1u8; 64], &mut d),
         Err(DriverError(CUresult::CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED))
     );
     assert!(s.end_capture(sys::CUgraphInstantiate_flags(0)).is_err());
     // A synchronous allocation by the capturing thread.
-    s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).unwrap();
+    s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        .unwrap();
     let mut p: sys::CUdeviceptr = 0;
     // SAFETY: p is writable.
     let r = unsafe { sys::cuMemAlloc_v2(&mut p, 16) };
@@ -221,24 +256,43 @@ fn modules_must_match_the_host_build_and_the_device() {
         "unknown kernel"
     );
     assert_eq!(
-        err(&ptx("8.0", "sm_80", &[("preprocess_u8_f32", &[".u64", ".u64"], None)])),
+        err(&ptx(
+            "8.0",
+            "sm_80",
+            &[("preprocess_u8_f32", &[".u64", ".u64"], None)]
+        )),
         Some(CUresult::CUDA_ERROR_INVALID_IMAGE),
         "parameter list differs from the host build"
     );
     assert_eq!(
-        err(&ptx("8.0", "sm_80", &[("preprocess_u8_f32", &[".u64", ".u64", ".u32"], None)])),
+        err(&ptx(
+            "8.0",
+            "sm_80",
+            &[("preprocess_u8_f32", &[".u64", ".u64", ".u32"], None)]
+        )),
         Some(CUresult::CUDA_ERROR_INVALID_IMAGE),
         "parameter size differs from the host build"
     );
-    assert_eq!(err(&ptx("8.0", "sm_90", &[PREPROCESS_F32])), Some(CUresult::CUDA_ERROR_INVALID_PTX), "newer target");
+    assert_eq!(
+        err(&ptx("8.0", "sm_90", &[PREPROCESS_F32])),
+        Some(CUresult::CUDA_ERROR_INVALID_PTX),
+        "newer target"
+    );
     assert_eq!(
         err(&ptx("9.9", "sm_80", &[PREPROCESS_F32])),
         Some(CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION),
         "newer PTX ISA"
     );
-    assert_eq!(err("not a module"), Some(CUresult::CUDA_ERROR_INVALID_IMAGE), "garbage");
+    assert_eq!(
+        err("not a module"),
+        Some(CUresult::CUDA_ERROR_INVALID_IMAGE),
+        "garbage"
+    );
     let m = load(&ctx, &ptx("8.0", "sm_75", &[PREPROCESS_F32])).expect("older PTX targets JIT");
-    assert_eq!(m.load_function("preprocess_u8_f16").err().map(|e| e.0), Some(CUresult::CUDA_ERROR_NOT_FOUND));
+    assert_eq!(
+        m.load_function("preprocess_u8_f16").err().map(|e| e.0),
+        Some(CUresult::CUDA_ERROR_NOT_FOUND)
+    );
 }
 
 #[test]
@@ -251,7 +305,10 @@ fn launches_are_checked_like_on_a_gpu() {
     let frames = s.alloc_zeros::<u8>(16).unwrap();
     let out = s.alloc_zeros::<f32>(16).unwrap();
     let n = 16i64;
-    let launch = |f: &cudarc::driver::CudaFunction, grid: (u32, u32, u32), block: (u32, u32, u32), smem: u32| {
+    let launch = |f: &cudarc::driver::CudaFunction,
+                  grid: (u32, u32, u32),
+                  block: (u32, u32, u32),
+                  smem: u32| {
         let (fp, _g1) = frames.device_ptr(&s);
         let (op, _g2) = out.device_ptr(&s);
         let mut params: Vec<*mut c_void> = vec![
@@ -277,16 +334,44 @@ fn launches_are_checked_like_on_a_gpu() {
         }
     };
     use CUresult::*;
-    assert_eq!(launch(&pre, (1, 1, 1), (2048, 1, 1), 0), CUDA_ERROR_INVALID_VALUE, "block > 1024");
-    assert_eq!(launch(&pre, (1, 1, 1), (32, 32, 2), 0), CUDA_ERROR_INVALID_VALUE, "2048 threads");
-    assert_eq!(launch(&pre, (1, 70000, 1), (32, 1, 1), 0), CUDA_ERROR_INVALID_VALUE, "grid.y > 65535");
-    assert_eq!(launch(&pre, (0, 1, 1), (32, 1, 1), 0), CUDA_ERROR_INVALID_VALUE, "empty grid");
-    assert_eq!(launch(&pre, (1, 1, 1), (32, 1, 1), 64 * 1024), CUDA_ERROR_INVALID_VALUE, "64 KiB dynamic smem");
-    assert_eq!(launch(&pw, (1, 1, 1), (256, 1, 1), 0), CUDA_ERROR_INVALID_VALUE, "over __launch_bounds__(128)");
+    assert_eq!(
+        launch(&pre, (1, 1, 1), (2048, 1, 1), 0),
+        CUDA_ERROR_INVALID_VALUE,
+        "block > 1024"
+    );
+    assert_eq!(
+        launch(&pre, (1, 1, 1), (32, 32, 2), 0),
+        CUDA_ERROR_INVALID_VALUE,
+        "2048 threads"
+    );
+    assert_eq!(
+        launch(&pre, (1, 70000, 1), (32, 1, 1), 0),
+        CUDA_ERROR_INVALID_VALUE,
+        "grid.y > 65535"
+    );
+    assert_eq!(
+        launch(&pre, (0, 1, 1), (32, 1, 1), 0),
+        CUDA_ERROR_INVALID_VALUE,
+        "empty grid"
+    );
+    assert_eq!(
+        launch(&pre, (1, 1, 1), (32, 1, 1), 64 * 1024),
+        CUDA_ERROR_INVALID_VALUE,
+        "64 KiB dynamic smem"
+    );
+    assert_eq!(
+        launch(&pw, (1, 1, 1), (256, 1, 1), 0),
+        CUDA_ERROR_INVALID_VALUE,
+        "over __launch_bounds__(128)"
+    );
     let mut v = 0i32;
     // SAFETY: v is writable.
     unsafe {
-        sys::cuFuncGetAttribute(&mut v, sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, pw.cu_function())
+        sys::cuFuncGetAttribute(
+            &mut v,
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
+            pw.cu_function(),
+        )
     }
     .result()
     .unwrap();
@@ -306,11 +391,30 @@ fn bad_pointers_in_copies_are_the_drivers_errors() {
     use CUresult::*;
     // SAFETY: every call below is rejected before it touches memory.
     unsafe {
-        assert_eq!(sys::cuMemcpyHtoDAsync_v2(p, host.as_ptr() as _, 101, s.cu_stream()), CUDA_ERROR_INVALID_VALUE, "past the end");
-        assert_eq!(sys::cuMemcpyHtoDAsync_v2(p + 4096, host.as_ptr() as _, 1, s.cu_stream()), CUDA_ERROR_INVALID_VALUE, "outside");
-        assert_eq!(sys::cuMemsetD8Async(p + 50, 0, 51, s.cu_stream()), CUDA_ERROR_INVALID_VALUE, "memset past the end");
-        assert_eq!(sys::cuMemFreeAsync(p + 8, s.cu_stream()), CUDA_ERROR_INVALID_VALUE, "free inside");
-        assert_eq!(sys::cuMemcpyHtoDAsync_v2(p, host.as_ptr() as _, 100, s.cu_stream()), CUDA_SUCCESS);
+        assert_eq!(
+            sys::cuMemcpyHtoDAsync_v2(p, host.as_ptr() as _, 101, s.cu_stream()),
+            CUDA_ERROR_INVALID_VALUE,
+            "past the end"
+        );
+        assert_eq!(
+            sys::cuMemcpyHtoDAsync_v2(p + 4096, host.as_ptr() as _, 1, s.cu_stream()),
+            CUDA_ERROR_INVALID_VALUE,
+            "outside"
+        );
+        assert_eq!(
+            sys::cuMemsetD8Async(p + 50, 0, 51, s.cu_stream()),
+            CUDA_ERROR_INVALID_VALUE,
+            "memset past the end"
+        );
+        assert_eq!(
+            sys::cuMemFreeAsync(p + 8, s.cu_stream()),
+            CUDA_ERROR_INVALID_VALUE,
+            "free inside"
+        );
+        assert_eq!(
+            sys::cuMemcpyHtoDAsync_v2(p, host.as_ptr() as _, 100, s.cu_stream()),
+            CUDA_SUCCESS
+        );
     }
     s.synchronize().unwrap();
 }

@@ -33,19 +33,37 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     (
         "kernel-writes-into-the-red-zone",
-        &["kernel preprocess_u8_f32", "wrote up to 40 bytes past the end of allocation #", "400 bytes"],
+        &[
+            "kernel preprocess_u8_f32",
+            "wrote up to 40 bytes past the end of allocation #",
+            "400 bytes",
+        ],
     ),
     (
         "kernel-gets-a-freed-pointer",
-        &["kernel preprocess_u8_f32, parameter #1 (a pointer)", "use after free", "freed by cuMemFreeAsync"],
+        &[
+            "kernel preprocess_u8_f32, parameter #1 (a pointer)",
+            "use after free",
+            "freed by cuMemFreeAsync",
+        ],
     ),
     (
         "free-on-another-stream-runs-first",
-        &["kernel preprocess_u8_f32", "use after free", "freed by cuMemFreeAsync (stream-ordered)"],
+        &[
+            "kernel preprocess_u8_f32",
+            "use after free",
+            "freed by cuMemFreeAsync (stream-ordered)",
+        ],
     ),
     (
         "host-writes-freed-pinned-memory",
-        &["invalid memory write at", "use after free", "pinned host", "freed by cuMemFreeHost", "in host code"],
+        &[
+            "invalid memory write at",
+            "use after free",
+            "pinned host",
+            "freed by cuMemFreeHost",
+            "in host code",
+        ],
     ),
 ];
 
@@ -59,13 +77,19 @@ fn main() -> ExitCode {
     let exe = std::env::current_exe().expect("own path");
     let mut failed = 0;
     let mut ran = 0;
-    println!("\nrunning {} misuse cases, each in a child process", CASES.len());
+    println!(
+        "\nrunning {} misuse cases, each in a child process",
+        CASES.len()
+    );
     for (case, expect) in CASES {
         if filter.as_deref().is_some_and(|f| !case.contains(f)) {
             continue;
         }
         ran += 1;
-        let out = Command::new(&exe).env("VIGIL_EMU_MISUSE", case).output().expect("run the child");
+        let out = Command::new(&exe)
+            .env("VIGIL_EMU_MISUSE", case)
+            .output()
+            .expect("run the child");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let missing: Vec<&&str> = expect.iter().filter(|e| !stderr.contains(**e)).collect();
         let aborted = out.status.signal() == Some(libc_sigabrt());
@@ -82,7 +106,11 @@ fn main() -> ExitCode {
             println!("{stderr}");
         }
     }
-    println!("\ntest result: {}. {} passed; {failed} failed\n", if failed == 0 { "ok" } else { "FAILED" }, ran - failed);
+    println!(
+        "\ntest result: {}. {} passed; {failed} failed\n",
+        if failed == 0 { "ok" } else { "FAILED" },
+        ran - failed
+    );
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -106,7 +134,19 @@ fn launch_preprocess(s: &CudaStream, f: &CudaFunction, frames: u64, out: u64, n:
     // SAFETY: the parameter list matches the kernel; the pointers are deliberately bad,
     // which is what the emulator must catch.
     unsafe {
-        sys::cuLaunchKernel(f.cu_function(), blocks, 1, 1, 256, 1, 1, 0, s.cu_stream(), params.as_mut_ptr(), ptr::null_mut())
+        sys::cuLaunchKernel(
+            f.cu_function(),
+            blocks,
+            1,
+            1,
+            256,
+            1,
+            1,
+            0,
+            s.cu_stream(),
+            params.as_mut_ptr(),
+            ptr::null_mut(),
+        )
     }
     .result()
     .expect("launch");
@@ -156,13 +196,17 @@ fn child(case: &str) {
             let frames = s.alloc_zeros::<u8>(256).unwrap();
             let mut op: sys::CUdeviceptr = 0;
             // SAFETY: op is writable; the stream is valid.
-            unsafe { sys::cuMemAllocAsync(&mut op, 1024, s.cu_stream()) }.result().unwrap();
+            unsafe { sys::cuMemAllocAsync(&mut op, 1024, s.cu_stream()) }
+                .result()
+                .unwrap();
             s.synchronize().unwrap();
             let (fp, _a) = frames.device_ptr(&s);
             launch_preprocess(&s, &f, fp, op, 256);
             // SAFETY: op is a live allocation; freeing it while a kernel still needs it
             // is the bug under test.
-            unsafe { sys::cuMemFreeAsync(op, other.cu_stream()) }.result().unwrap();
+            unsafe { sys::cuMemFreeAsync(op, other.cu_stream()) }
+                .result()
+                .unwrap();
             other.synchronize().unwrap();
             s.synchronize().unwrap();
         }

@@ -50,13 +50,17 @@ pub const PREPROCESS_F32: (&str, &[&str], Option<u32>) =
 pub const POINTWISE_F16: (&str, &[&str], Option<u32>) = (
     "pointwise_f16",
     &[
-        ".u64", ".u64", ".u64", ".u64", ".u64", ".f32", ".u32", ".u64", ".u32", ".u32", ".u32", ".u32",
+        ".u64", ".u64", ".u64", ".u64", ".u64", ".f32", ".u32", ".u64", ".u32", ".u32", ".u32",
+        ".u32",
     ],
     Some(128),
 );
 
 /// Load `src` (PTX text) into `ctx`.
-pub fn load(ctx: &Arc<CudaContext>, src: &str) -> Result<Arc<CudaModule>, cudarc::driver::DriverError> {
+pub fn load(
+    ctx: &Arc<CudaContext>,
+    src: &str,
+) -> Result<Arc<CudaModule>, cudarc::driver::DriverError> {
     ctx.load_module(Ptx::from_src(src))
 }
 
