@@ -996,11 +996,7 @@ API CUresult cuStreamWaitEvent(CUstream hs, CUevent he, unsigned int flags) {
         return CUDA_ERROR_STREAM_CAPTURE_ISOLATION;
     }
     if (!other || other == s) return CUDA_SUCCESS;  // never recorded, or same stream
-    Op w;
-    w.kind = Op::Wait;
-    w.other = other;
-    w.seq = seq;
-    s->pending.push_back(std::move(w));
+    s->pending.push_back(wait_op(other, seq));
     ++s->enqueued;
     return CUDA_SUCCESS;
 }

@@ -74,6 +74,15 @@ struct Lexer {
     }
 };
 
+/// After a declaration's name: the element count of an optional `[N]` (1 without).
+unsigned array_count(Lexer& lx) {
+    if (lx.peek() != "[") return 1;
+    lx.next();
+    const unsigned n = static_cast<unsigned>(std::strtoul(lx.next().c_str(), nullptr, 10));
+    lx.next();  // ]
+    return n;
+}
+
 bool parse_ptx(const char* text, Image* out, std::string* why) {
     const std::string src = strip_comments(text);
     Lexer lx(src);
@@ -122,12 +131,7 @@ bool parse_ptx(const char* text, Image* out, std::string* why) {
                     } else if (d[0] == '.') {
                         elem = ptx_type_size(d);
                     } else {
-                        // the parameter's name; maybe [N]
-                        if (lx.peek() == "[") {
-                            lx.next();
-                            count = static_cast<unsigned>(std::strtoul(lx.next().c_str(), nullptr, 10));
-                            lx.next();  // ]
-                        }
+                        count = array_count(lx);  // after the parameter's name
                         break;
                     }
                 }
@@ -164,11 +168,7 @@ bool parse_ptx(const char* text, Image* out, std::string* why) {
                         } else if (d[0] == '.') {
                             elem = ptx_type_size(d);
                         } else {
-                            if (lx.peek() == "[") {
-                                lx.next();
-                                count = static_cast<unsigned>(std::strtoul(lx.next().c_str(), nullptr, 10));
-                                lx.next();
-                            }
+                            count = array_count(lx);  // after the array's name
                             break;
                         }
                     }

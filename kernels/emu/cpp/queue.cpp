@@ -296,23 +296,11 @@ CUresult submit(Stream* s, Op op) {
                 b->capture->why = "the legacy default stream was used while a blocking stream was capturing";
                 return CUDA_ERROR_STREAM_CAPTURE_IMPLICIT;
             }
-            if (b->enqueued > b->executed) {
-                Op w;
-                w.kind = Op::Wait;
-                w.other = b;
-                w.seq = b->enqueued;
-                waits.push_back(std::move(w));
-            }
+            if (b->enqueued > b->executed) waits.push_back(wait_op(b, b->enqueued));
         }
     } else if (!(s->flags & CU_STREAM_NON_BLOCKING)) {
         std::lock_guard<std::mutex> q(legacy->m);
-        if (legacy->enqueued > legacy->executed) {
-            Op w;
-            w.kind = Op::Wait;
-            w.other = legacy;
-            w.seq = legacy->enqueued;
-            waits.push_back(std::move(w));
-        }
+        if (legacy->enqueued > legacy->executed) waits.push_back(wait_op(legacy, legacy->enqueued));
     }
     std::lock_guard<std::mutex> q(s->m);
     for (Op& w : waits) {

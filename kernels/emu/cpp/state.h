@@ -86,6 +86,15 @@ struct Op {
     Event* event = nullptr;
 };
 
+/// An operation that executes `other` up to its `seq`-th operation (cross-stream order).
+inline Op wait_op(Stream* other, uint64_t seq) {
+    Op w;
+    w.kind = Op::Wait;
+    w.other = other;
+    w.seq = seq;
+    return w;
+}
+
 /// An active stream capture.
 struct Capture {
     std::vector<Op> nodes;
