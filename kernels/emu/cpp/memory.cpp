@@ -152,13 +152,13 @@ void on_segv(int sig, siginfo_t* si, void* uctx) {
         m.s("invalid memory ").s(access).s(" at ").x(a).s(": ");
         long i = search(a, [](const Allocation* r) { return r->lo; });
         const Allocation* r = i >= 0 ? rec(static_cast<std::size_t>(i)) : nullptr;
-        if (r && a < r->hi && r->freed) {
+        if (r && a < r->hi && r->freed()) {
             m.s("use after free — byte ").u(a - r->base).s(" of ").alloc(r).s(", freed by ").s(r->freed_by);
         } else if (r && a < r->hi) {
             m.s("inside ").alloc(r).s(" but not accessible");
         } else if (r && a < r->hi + g_page) {
             m.u(a - (r->base + r->size)).s(" bytes past the end of ").alloc(r);
-            if (r->freed) m.s(" (already freed by ").s(r->freed_by).s(")");
+            if (r->freed()) m.s(" (already freed by ").s(r->freed_by).s(")");
             std::size_t n = g_count.load(std::memory_order_acquire);
             if (static_cast<std::size_t>(i) + 1 < n) {
                 const Allocation* nx = rec(static_cast<std::size_t>(i) + 1);
@@ -273,7 +273,7 @@ void* allocate(std::size_t bytes, MemKind kind, const char* origin) {
     r->serial = ++g_serial[static_cast<int>(kind)];
     std::snprintf(r->origin, sizeof r->origin, "%s", origin);
     r->freed_by[0] = 0;
-    r->freed = 0;
+    r->freed_flag = 0;
     g_count.store(n + 1, std::memory_order_release);
     if (kind == MemKind::Device) g_live += bytes;
     return reinterpret_cast<void*>(base);
@@ -288,13 +288,13 @@ FreeStatus release(uintptr_t p, MemKind kind, const char* by) {
     if (p >= r->base + r->size && !(r->size == 0 && p == r->base)) return FreeStatus::NotAllocated;
     if (p != r->base) return FreeStatus::NotBase;
     if (r->kind != kind) return FreeStatus::WrongKind;
-    if (r->freed) return FreeStatus::AlreadyFreed;
+    if (r->freed()) return FreeStatus::AlreadyFreed;
     void* pages = reinterpret_cast<void*>(r->lo);
     const std::size_t len = r->hi - r->lo;
     ::madvise(pages, len, MADV_DONTNEED);
     if (::mprotect(pages, len, PROT_NONE) != 0) fatal("cannot protect freed memory");
     std::snprintf(r->freed_by, sizeof r->freed_by, "%s", by);
-    r->freed = 1;
+    __atomic_store_n(&r->freed_flag, 1, __ATOMIC_RELEASE);
     if (kind == MemKind::Device) g_live -= r->size;
     return FreeStatus::Ok;
 }
@@ -310,15 +310,15 @@ const Allocation* find_live(uintptr_t p) {
     long i = search(p, [](const Allocation* r) { return r->base; });
     if (i < 0) return nullptr;
     const Allocation* r = rec(static_cast<std::size_t>(i));
-    if (r->freed || p > r->base + r->size) return nullptr;
+    if (r->freed() || p > r->base + r->size) return nullptr;
     return r;
 }
 
 void describe(const Allocation* a, char* buf, std::size_t len) {
     std::snprintf(buf, len, "allocation #%llu [%#llx + %zu bytes, %s, %s%s%s]",
                   static_cast<unsigned long long>(a->serial), static_cast<unsigned long long>(a->base),
-                  a->size, kind_name(a->kind), a->origin, a->freed ? ", freed by " : "",
-                  a->freed ? a->freed_by : "");
+                  a->size, kind_name(a->kind), a->origin, a->freed() ? ", freed by " : "",
+                  a->freed() ? a->freed_by : "");
 }
 
 bool check_range(uintptr_t p, std::size_t n, MemKind kind, const Allocation** out, char* why,
@@ -342,7 +342,7 @@ bool check_range(uintptr_t p, std::size_t n, MemKind kind, const Allocation** ou
         return false;
     }
     describe(r, d, sizeof d);
-    if (r->freed) {
+    if (r->freed()) {
         std::snprintf(why, why_len, "%#llx%s is in freed %s (use after free)", static_cast<unsigned long long>(p),
                       n ? (" + " + std::to_string(n) + " bytes").c_str() : "", d);
         return false;
@@ -363,7 +363,7 @@ bool check_range(uintptr_t p, std::size_t n, MemKind kind, const Allocation** ou
 }
 
 void verify_redzones(const Allocation* a, const char* what) {
-    if (a->freed) return;
+    if (a->freed()) return;
     const auto* lo = reinterpret_cast<const unsigned char*>(a->lo);
     const auto* base = reinterpret_cast<const unsigned char*>(a->base);
     const auto* end = base + a->size;

@@ -28,7 +28,9 @@ namespace vigil_emu {
 
 enum class MemKind : uint8_t { Device = 0, PinnedHost = 1 };
 
-/// One allocation, live or freed (records are never removed).
+/// One allocation, live or freed (records are never removed). Every field but freed_flag is
+/// written before the record is published (the table count, release/acquire) and never
+/// changes; freed_by is written before freed_flag is set.
 struct Allocation {
     uintptr_t lo, hi;    ///< its read-write pages [lo, hi) while live
     uintptr_t base;      ///< what the caller got
@@ -37,7 +39,11 @@ struct Allocation {
     uint64_t serial;     ///< 1, 2, 3... per kind, in allocation order
     char origin[32];     ///< the API call that made it, e.g. "cuMemAllocAsync"
     char freed_by[48];   ///< the call that freed it ("" while live)
-    volatile int freed;  ///< 0 live, 1 freed (written under the table lock, read anywhere)
+    int freed_flag;      ///< 0 live, 1 freed: written under the table lock, read anywhere
+                         ///< through freed() (an atomic access)
+
+    /// Has it been freed? (acquire: freed_by is complete when this says yes)
+    bool freed() const { return __atomic_load_n(&freed_flag, __ATOMIC_ACQUIRE) != 0; }
 };
 
 /// Reserve the arena and install the SIGSEGV reporter. Idempotent.
