@@ -11,7 +11,8 @@
 //! What the emulated device does (the C++ sources in `kernels/emu/cpp`, each file opens
 //! with its design):
 //! - identifies itself as `Vigil CUDA emulator (CPU, not a GPU)`, compute capability 8.0
-//!   (the tensor-core `mma.sync` path runs, emulated from the PTX fragment layout), and
+//!   (the tensor-core `mma.sync` path runs, emulated from the PTX fragment layout;
+//!   `VIGIL_EMU_SM=75` builds an sm_75 device for the kernels' pre-Ampere paths), and
 //!   prints an "EMULATED CUDA driver" line to stderr on `cuInit` (`VIGIL_EMU_QUIET=1`
 //!   silences it);
 //! - runs each CUDA thread on a fiber, `__syncthreads` and warp collectives as real
@@ -27,6 +28,10 @@
 //!
 //! A race mode ([`race_check`]) builds every kernel with ThreadSanitizer and runs each at
 //! small sizes, one OS thread per CUDA thread.
+//!
+//! Where it is tested: `kernels/emu/tests/driver_api.rs` (driver semantics, ABI against
+//! cudarc), `kernels/emu/tests/sanitizer.rs` (each memory misuse aborts with its report),
+//! `kernels/tests/{gpu_twins,emu_images,emu_race}.rs` and the engine's `cuda_*` tests.
 //!
 //! Main items: [`install`] (call it first in every GPU test), [`install_emulator`] (tests
 //! of the emulator itself), [`Driver`], [`counters`] /
