@@ -558,6 +558,12 @@ namespace {
 CUresult device_alloc(CUdeviceptr* dptr, size_t bytes, const char* origin) {
     if (!dptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     void* p = allocate(bytes, MemKind::Device, origin);
+    if (!p) {
+        // Stream-ordered frees still queued hold memory a GPU's pool would have reclaimed
+        // by now: let them run, then try again.
+        drain_all();
+        p = allocate(bytes, MemKind::Device, origin);
+    }
     if (!p) return CUDA_ERROR_OUT_OF_MEMORY;
     *dptr = reinterpret_cast<CUdeviceptr>(p);
     VIGIL_EMU_COUNT_GLOBAL(allocations, 1);
