@@ -4,6 +4,8 @@
 #   - for `vigil serve` and its tests: libsqlite3-dev, mosquitto (a real MQTT broker the
 #     tests start on 127.0.0.1), chromium + chromium-driver (the page's browser test)
 #   - schemathesis from PyPI (checks the serve API against its OpenAPI description)
+#   - g++ (apt; g++ 12 brings ThreadSanitizer's libtsan2): the tests build the emulated
+#     CUDA driver (kernels/emu) from source and run the GPU tests on it
 #   - NVRTC + CUDA runtime headers from PyPI wheels (kernels compile at run time with
 #     NVRTC; no GPU or CUDA toolkit needed to check that they compile)
 # and writes target/vigil-env.sh, which the other scripts source.
@@ -15,7 +17,7 @@ apt_pkgs=(pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp
-  libsqlite3-dev mosquitto mosquitto-clients chromium chromium-driver)
+  libsqlite3-dev mosquitto mosquitto-clients chromium chromium-driver g++ libtsan2)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -27,10 +27,19 @@ pub struct BenchReport {
     pub step_ms_p50: f64,
     pub step_ms_p99: f64,
     pub state_bytes_per_stream: usize,
+    /// The device is Vigil's emulated CUDA driver (kernels on the CPU): not a GPU
+    /// measurement.
+    pub emulated: bool,
 }
 
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.emulated {
+            writeln!(
+                f,
+                "EMULATED CUDA device: the kernels ran on the CPU (vigil-cuda-emu) — not a GPU measurement"
+            )?;
+        }
         writeln!(f, "device                 {}", self.device)?;
         writeln!(f, "model                  {}", self.model)?;
         writeln!(f, "streams (batch)        {}", self.streams)?;
@@ -93,6 +102,8 @@ pub fn run(
         step_ms_p50: pct(0.5),
         step_ms_p99: pct(0.99),
         state_bytes_per_stream: engine.state_bytes_per_session(),
+        emulated: engine.device_name().starts_with("cuda")
+            && vigil_kernels::cuda::driver_is_emulated(),
     };
     for s in sessions {
         engine.close_session(s)?;

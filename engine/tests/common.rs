@@ -78,13 +78,25 @@ pub fn batch_of_17(
     alone: &[f32],
     bound: f64,
 ) -> (Vec<vigil_engine::SessionId>, f64) {
+    batch_of_17_frames(engine, fx, other, alone, bound, fx.len())
+}
+
+/// [`batch_of_17`] over the first `count` frames of `fx`.
+pub fn batch_of_17_frames(
+    engine: &mut Engine,
+    fx: &Fixture,
+    other: &Fixture,
+    alone: &[f32],
+    bound: f64,
+    count: usize,
+) -> (Vec<vigil_engine::SessionId>, f64) {
     let c = engine.classes();
     let sessions: Vec<_> = (0..17)
         .map(|_| engine.open_session().expect("session"))
         .collect();
     let mut logits = vec![f32::NAN; 17 * c];
     let mut worst = 0.0f64;
-    for i in 0..fx.len() {
+    for i in 0..count.min(fx.len()) {
         let frames: Vec<&[u8]> = (0..17)
             .map(|s| {
                 if s == 5 {

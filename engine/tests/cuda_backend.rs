@@ -5,6 +5,8 @@
 //! ignored by default (no GPU on CI yet) and skip with a printed notice without one.
 #![cfg(feature = "cuda")]
 
+mod cuda_common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,7 +18,6 @@ use vigil_engine::model::{
 };
 use vigil_engine::plan::{Op, Plan};
 use vigil_engine::Backend;
-use vigil_kernels::cuda as kc;
 use vigil_kernels::{Activation, Conv2dGeom, Precision};
 
 struct Rng(u64);
@@ -159,12 +160,16 @@ fn tiny_model() -> Model {
     }
 }
 
+/// The CUDA device, one test at a time (installs the driver; panics without one).
+fn device() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    cuda_common::driver();
+    turn
+}
+
 fn compare(precision: Precision, buckets: Vec<usize>, tol: f32) {
-    // Only a missing driver/GPU skips; with a GPU, a missing NVRTC fails in `new`.
-    if let Err(why) = kc::driver_available() {
-        eprintln!("SKIP: no CUDA driver/GPU ({why})");
-        return;
-    }
+    let _device = device();
     let model = Arc::new(tiny_model());
     let cfg = CudaConfig {
         precision,
@@ -210,19 +215,16 @@ fn compare(precision: Precision, buckets: Vec<usize>, tol: f32) {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn cuda_f32_matches_cpu_with_graphs() {
     compare(Precision::F32, vec![1, 2, 4, 8], 1e-4);
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn cuda_f32_matches_cpu_eager() {
     compare(Precision::F32, Vec::new(), 1e-4);
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn cuda_f16_matches_cpu() {
     compare(Precision::F16, vec![1, 2, 4, 8], 5e-2);
 }
@@ -231,12 +233,8 @@ fn cuda_f16_matches_cpu() {
 /// `concat` (graph or eager alike); host→device carries every row's frame, slot index and
 /// frame count, device→host only the batch's logits.
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn cuda_step_stats_follow_the_plan() {
-    if let Err(why) = kc::driver_available() {
-        eprintln!("SKIP: no CUDA driver/GPU ({why})");
-        return;
-    }
+    let _device = device();
     let model = Arc::new(tiny_model());
     let plan = Plan::lower(&model).expect("lower");
     let concats = plan
@@ -263,7 +261,10 @@ fn cuda_step_stats_follow_the_plan() {
         let frames = vec![vec![7u8; fb]; 3];
         let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
         let mut logits = vec![0f32; 3 * model.classes()];
+        gpu.step(&[0, 1, 2], &refs, &mut logits).expect("step"); // captures, sizes the workspace
+        let before = vigil_cuda_emu::counters();
         gpu.step(&[0, 1, 2], &refs, &mut logits).expect("step");
+        let executed = vigil_cuda_emu::counters();
         let st = gpu.last_step().expect("stats");
         let rows = if graph { 4 } else { 3 };
         assert_eq!(
@@ -277,6 +278,37 @@ fn cuda_step_stats_follow_the_plan() {
                 device_to_host_bytes: 3 * model.classes() * 4,
             }
         );
+        // What the device executed, as the emulated driver counted it (a real driver has
+        // no counters): exactly what the backend says it issued.
+        if let (Some(b), Some(a)) = (before, executed) {
+            let d = a.since(&b);
+            assert_eq!(
+                d.kernel_launches as usize, st.nodes.kernels,
+                "kernels executed"
+            );
+            assert_eq!(
+                d.dtod_copies as usize, st.nodes.copies,
+                "device copies executed"
+            );
+            assert_eq!(d.graph_launches, u64::from(graph), "graph launches");
+            assert_eq!(
+                d.eager_kernel_launches,
+                if graph { 0 } else { d.kernel_launches }
+            );
+            assert_eq!(
+                d.htod_bytes as usize, st.host_to_device_bytes,
+                "host->device bytes"
+            );
+            assert_eq!(
+                d.dtoh_bytes as usize, st.device_to_host_bytes,
+                "device->host bytes"
+            );
+            assert_eq!(
+                (d.memsets, d.allocations, d.frees),
+                (0, 0, 0),
+                "nothing allocated per step"
+            );
+        }
     }
 }
 

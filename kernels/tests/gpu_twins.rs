@@ -1,12 +1,16 @@
 //! GPU tests: every CUDA kernel, in fp32 (verification) and fp16 mode, against its CPU
 //! twin on fresh seeded random inputs, with the outputs poisoned (NaN-filled) beforehand.
 //!
-//! Each test skips with `SKIP: no CUDA driver/GPU` when libcuda or a device is missing;
-//! with a device present, a missing libnvrtc or cuda_fp16.h is a failure. fp16 inputs are quantized
-//! first and the CPU twin gets the same (dequantized) values, so the comparison measures
-//! the kernel, not the input rounding. Tolerances (|got - want| <= atol + rtol * |want|):
-//! fp32 2e-5 / 2e-5, fp16 1e-2 / 1e-2.
+//! They run on CUDA device 0 of whatever driver [`vigil_cuda_emu::install`] provides: the
+//! real one when it loads, else the emulated driver built from kernels/emu (the same
+//! kernels/cuda sources on the CPU) — so they run in every CI run and never skip. A
+//! device, NVRTC or cuda_fp16.h that cannot be set up is a failure. fp16 inputs are
+//! quantized first and the CPU twin gets the same (dequantized) values, so the comparison
+//! measures the kernel, not the input rounding. Tolerances (|got - want| <= atol + rtol *
+//! |want|): fp32 2e-5 / 2e-5, fp16 1e-2 / 1e-2. The pre-Ampere path of `pointwise_f16`,
+//! which no sm_80+ device runs, is checked on an emulated sm_75 device in a child process.
 
+use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use vigil_kernels::cuda::cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr};
@@ -26,40 +30,24 @@ struct Gpu {
     kernels: CudaKernels,
 }
 
-fn gpu() -> Option<&'static Gpu> {
-    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+/// CUDA device 0 with every kernel loaded; panics (fails the test) when it cannot be set up.
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
-        let ctx = match cuda::open_context(0) {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                eprintln!("SKIP: no CUDA driver/GPU ({e})");
-                return None;
-            }
-        };
-        // A GPU without NVRTC is a broken setup, not a reason to skip.
-        if let Err(e) = nvrtc::nvrtc_available() {
-            panic!("a CUDA device is present but NVRTC is not: {e}");
-        }
-        let kernels = match CudaKernels::compile(&ctx) {
-            Ok(k) => k,
-            Err(e) => panic!("CudaKernels::compile failed: {e}"),
-        };
-        eprintln!("GPU kernels built for {}", kernels.arch());
-        Some(Gpu { ctx, kernels })
+        let driver = vigil_cuda_emu::install()
+            .unwrap_or_else(|e| panic!("no CUDA driver, real or emulated: {e}"));
+        let ctx = cuda::open_context(0)
+            .unwrap_or_else(|e| panic!("CUDA device 0 of the {driver} cannot be initialised: {e}"));
+        nvrtc::nvrtc_available().unwrap_or_else(|e| panic!("NVRTC is not available: {e}"));
+        let kernels = CudaKernels::compile(&ctx)
+            .unwrap_or_else(|e| panic!("CudaKernels::compile failed: {e}"));
+        eprintln!(
+            "GPU tests on {} ({driver}), kernels built by NVRTC for {}",
+            ctx.name().unwrap_or_default(),
+            kernels.arch()
+        );
+        Gpu { ctx, kernels }
     })
-    .as_ref()
-}
-
-macro_rules! gpu_or_skip {
-    () => {
-        match gpu() {
-            Some(g) => g,
-            None => {
-                eprintln!("SKIP: no CUDA driver/GPU");
-                return;
-            }
-        }
-    };
 }
 
 /// SplitMix64: small, seeded, good enough for test data.
@@ -170,9 +158,8 @@ fn preprocess_case<T: Storage>(g: &Gpu, seed: u64, batch: usize, frame_len: usiz
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn preprocess_u8_matches_cpu() {
-    let g = gpu_or_skip!();
+    let g = gpu();
     for (i, &(b, len)) in [(1, 3), (3, 17 * 13 * 3), (2, 172 * 172 * 3)]
         .iter()
         .enumerate()
@@ -219,9 +206,8 @@ fn conv2d_case<T: Storage>(
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn conv2d_matches_cpu() {
-    let g = gpu_or_skip!();
+    let g = gpu();
     let cases = [
         (2, Conv2dGeom::same(172, 172, 3, 3, 2), 3, 8),
         (3, Conv2dGeom::same(17, 23, 3, 3, 2), 3, 8),
@@ -309,9 +295,8 @@ fn pointwise_case<T: Storage>(
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn pointwise_matches_cpu() {
-    let g = gpu_or_skip!();
+    let g = gpu();
     // (M, K, N, residual, misaligned A)
     let cases = [
         (1, 1, 1, false, false),
@@ -333,9 +318,8 @@ fn pointwise_matches_cpu() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn pointwise_gated_matches_cpu_twin() {
-    let g = gpu_or_skip!();
+    let g = gpu();
     // (streams, P, K, N, residual)
     let cases = [
         (1, 1, 16, 8, false),
@@ -395,9 +379,8 @@ fn window_case<T: Storage>(
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn depthwise2d_matches_cpu() {
-    let g = gpu_or_skip!();
+    let g = gpu();
     let cases = [
         (2, Conv2dGeom::same(22, 22, 3, 3, 1), 24),
         (2, Conv2dGeom::same(43, 43, 5, 5, 2), 40),
@@ -414,9 +397,8 @@ fn depthwise2d_matches_cpu() {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn avg_pool2d_matches_cpu() {
-    let g = gpu_or_skip!();
+    let g = gpu();
     let cases = [
         (2, Conv2dGeom::same(43, 43, 3, 3, 2), 16),
         (3, Conv2dGeom::same(6, 6, 3, 3, 2), 5),
@@ -503,9 +485,8 @@ fn temporal_case<T: Storage>(g: &Gpu, seed: u64, p: usize, c: usize, kt: usize, 
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn temporal_causal_ring_matches_cpu() {
-    let g = gpu_or_skip!();
+    let g = gpu();
     let cases = [(13, 7, 3), (13, 7, 5), (36, 16, 3), (1, 1, 2), (121, 24, 5)];
     for (i, &(p, c, kt)) in cases.iter().enumerate() {
         let act = ACTS[(i + 1) % ACTS.len()];
@@ -535,9 +516,8 @@ fn spatial_mean_case<T: Storage>(g: &Gpu, seed: u64, batch: usize, p: usize, c: 
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn spatial_mean_matches_cpu() {
-    let g = gpu_or_skip!();
+    let g = gpu();
     for (i, &(b, p, c)) in [
         (3, 43 * 43, 37),
         (2, 1, 480),
@@ -595,9 +575,8 @@ fn cumulative_pool_case<T: Storage>(g: &Gpu, seed: u64, c: usize) {
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn cumulative_pool_matches_cpu() {
-    let g = gpu_or_skip!();
+    let g = gpu();
     for (i, &c) in [1usize, 37, 480, 2048].iter().enumerate() {
         cumulative_pool_case::<f32>(g, 1500 + i as u64, c);
         cumulative_pool_case::<half::f16>(g, 1600 + i as u64, c);
@@ -625,9 +604,8 @@ fn channel_gate_case<T: Storage>(g: &Gpu, seed: u64, batch: usize, p: usize, c: 
 }
 
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn channel_gate_matches_cpu() {
-    let g = gpu_or_skip!();
+    let g = gpu();
     for (i, &(b, p, c)) in [(3, 29, 19), (2, 22 * 22, 48), (1, 1, 1), (4, 6 * 6, 480)]
         .iter()
         .enumerate()
@@ -637,11 +615,41 @@ fn channel_gate_matches_cpu() {
     }
 }
 
+/// `pointwise_f16` has a scalar fallback for devices before sm_80 (same accumulator
+/// ownership as the mma fragments). No sm_80+ GPU runs it, so the two pointwise tests run
+/// again in a child process (this binary) on the emulated driver built as an sm_75 device:
+/// NVRTC builds sm_75, and the emulator runs the kernels with `__CUDA_ARCH__` = 750.
+#[test]
+fn pointwise_pre_ampere_path_matches_cpu_on_an_emulated_sm75() {
+    let exe = std::env::current_exe().expect("own path");
+    let out = Command::new(exe)
+        .args([
+            "--exact",
+            "pointwise_matches_cpu",
+            "pointwise_gated_matches_cpu_twin",
+            "--nocapture",
+        ])
+        .env("VIGIL_CUDA_DRIVER", "emulated")
+        .env("VIGIL_EMU_SM", "75")
+        .output()
+        .expect("run the child");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the sm_75 run failed:\n{text}");
+    assert!(
+        text.contains("kernels built by NVRTC for sm_75"),
+        "not an sm_75 device:\n{text}"
+    );
+    assert!(text.contains("2 passed"), "{text}");
+}
+
 /// A too-short buffer is a `KernelError::Shape` naming the op, not a launch.
 #[test]
-#[ignore = "needs a CUDA GPU: run with --include-ignored (the staged device run does)"]
 fn shape_errors_name_the_op() {
-    let g = gpu_or_skip!();
+    let g = gpu();
     let s = stream(g);
     let x = s.alloc_zeros::<f32>(10).expect("alloc");
     let w = s.alloc_zeros::<f32>(4).expect("alloc");

@@ -20,7 +20,8 @@
 //!   they give at each kernel's launch block size on sm_80/86/89/90.
 //! - [`twins`] — CPU twins of the fused GPU kernels, composed from [`crate::cpu`].
 //! - [`KernelError`] — the crate's one error enum.
-//! - [`driver_available`] / [`open_context`] — probe libcuda without panicking.
+//! - [`driver_available`] / [`open_context`] — probe libcuda without panicking;
+//!   [`driver_is_emulated`] — is it Vigil's CPU emulation of a driver (vigil-cuda-emu)?
 
 mod error;
 mod launch;
@@ -125,4 +126,21 @@ pub fn open_context(ordinal: usize) -> Result<Arc<CudaContext>, KernelError> {
     catch_unwind(AssertUnwindSafe(|| CudaContext::new(ordinal)))
         .map_err(|_| KernelError::DriverUnavailable("CudaContext::new panicked".into()))?
         .map_err(|e| KernelError::DriverUnavailable(format!("device {ordinal}: {e}")))
+}
+
+/// Is the CUDA driver this process loaded Vigil's emulator (vigil-cuda-emu, which runs
+/// these kernels on the CPU for tests)? Numbers measured on it are not GPU measurements.
+/// Call it once a context is open (it looks at the loaded libcuda; false if none loads).
+pub fn driver_is_emulated() -> bool {
+    catch_unwind(|| {
+        // SAFETY: `is_culib_present` only tries to dlopen candidate names; `culib` returns
+        // the library cudarc loaded; looking a symbol up has no side effects.
+        unsafe {
+            cudarc::driver::sys::is_culib_present()
+                && cudarc::driver::sys::culib()
+                    .get::<*const ()>(b"vigilEmuVersion\0")
+                    .is_ok()
+        }
+    })
+    .unwrap_or(false)
 }
