@@ -95,8 +95,19 @@ fn tail(s: &str) -> String {
 
 /// Run `vigil args…`, killing it after `limit`.
 pub fn run_vigil(args: &[&str], limit: Duration) -> Run {
-    let mut child = vigil()
-        .args(args)
+    let mut cmd = vigil();
+    cmd.args(args);
+    run_command(cmd, limit)
+}
+
+/// Run a prepared `vigil` command (its arguments and environment set), killing it after
+/// `limit`.
+pub fn run_command(mut cmd: Command, limit: Duration) -> Run {
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
