@@ -27,7 +27,7 @@ pub fn conv2d(
         .for_each(|(r, yrow)| {
             let (b, oy) = (r / g.out_h, r % g.out_h);
             let xb = &x[b * g.in_pixels() * cin..(b + 1) * g.in_pixels() * cin];
-            conv2d_row(xb, g, cin, w, bias, cout, act, oy, yrow);
+            conv2d_row(super::Isa::active(), xb, g, cin, w, bias, cout, act, oy, yrow);
         });
 }
 

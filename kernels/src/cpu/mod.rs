@@ -14,8 +14,10 @@
 //! [`pointwise`], [`window2d`], [`temporal`], [`reduce`]; [`tasks`] and [`isa`] hold how
 //! work is split across threads and instruction sets.
 
-mod isa;
+pub mod isa;
+pub(crate) mod simd;
 mod tasks;
+pub(crate) mod tile;
 
 pub mod conv2d;
 pub mod pointwise;
@@ -28,7 +30,8 @@ pub mod window2d;
 mod test_util;
 
 pub use conv2d::conv2d;
-pub use pointwise::{pointwise, pointwise_packed, PackedWeights, PANEL};
+pub use isa::Isa;
+pub use pointwise::{panel_width, pointwise, pointwise_packed, GemmPrecision, PackedWeights};
 pub use preprocess::preprocess_u8;
 pub use reduce::{channel_gate, cumulative_pool, spatial_mean};
 pub use temporal::temporal_causal;

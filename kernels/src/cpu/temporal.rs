@@ -45,7 +45,7 @@ pub fn temporal_causal(
         {
             let ring: &[f32] = ring;
             y_b.par_chunks_mut(chunk).enumerate().for_each(|(ci, ych)| {
-                temporal_chunk(
+                temporal_chunk(super::Isa::active(),
                     ring,
                     cur_b,
                     frame,

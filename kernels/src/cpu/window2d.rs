@@ -26,7 +26,7 @@ pub fn depthwise2d(
         .for_each(|(r, yrow)| {
             let (b, oy) = (r / g.out_h, r % g.out_h);
             let xb = &x[b * g.in_pixels() * c..(b + 1) * g.in_pixels() * c];
-            depthwise_row(xb, g, c, w, bias, act, oy, yrow);
+            depthwise_row(super::Isa::active(), xb, g, c, w, bias, act, oy, yrow);
         });
 }
 

@@ -1,0 +1,155 @@
+//! The fp32 register tile shared by the 1x1 GEMMs ([`super::pointwise`]) and the stem
+//! convolution ([`super::conv2d`]): `R` rows x `NV` vectors of accumulators, started at
+//! the bias ([`bias_tile`]), fed by rank-1 updates — one broadcast activation per row
+//! times `NV` weight vectors per step of `k` ([`fma_tile`]) — and finished in registers
+//! by activation and residual before one store ([`store_tile`]).
+//!
+//! Rows of activations are addressed as `a + i * lda + kk`, so the GEMM passes `lda = k`
+//! and the stem passes `lda = stride * cin`: overlapping windows of one image row are
+//! the rows of its implicit im2col matrix. [`tile_dispatch!`] turns a run-time
+//! `(rows, vectors)` into the const-generic instantiation.
+
+use super::simd::{activate, vectorizes, F32Vec};
+use crate::Activation;
+
+/// `cols` values from `p` (all `V::LANES` when `cols >= LANES`, else the first `cols`).
+///
+/// # Safety
+/// Inside code compiled for `V`; `min(cols, LANES)` values readable at `p`.
+#[inline(always)]
+pub(crate) unsafe fn load_cols<V: F32Vec>(p: *const f32, cols: usize) -> V {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        if cols >= V::LANES {
+            V::load(p)
+        } else {
+            V::load_n(p, cols)
+        }
+    }
+}
+
+/// Every row's accumulators set to the bias of the tile's `nc` columns (`bias[0..nc]`).
+///
+/// # Safety
+/// Inside code compiled for `V`; `nc` values readable at `bias`, `NV = ceil(nc / LANES)`.
+#[inline(always)]
+pub(crate) unsafe fn bias_tile<V: F32Vec, const R: usize, const NV: usize>(
+    bias: *const f32,
+    nc: usize,
+) -> [[V; NV]; R] {
+    // SAFETY: vector v covers columns v*LANES.. of the nc (v*LANES < nc as NV = ceil);
+    // inside code compiled for V.
+    unsafe {
+        let mut row = [V::zero(); NV];
+        for (v, r) in row.iter_mut().enumerate() {
+            *r = load_cols(bias.add(v * V::LANES), nc - v * V::LANES);
+        }
+        [row; R]
+    }
+}
+
+/// `acc[i] += sum_kk a[i * lda + kk] * w[kk * ldw ..][NV vectors]` for `kk < k`.
+///
+/// # Safety
+/// Inside code compiled for `V`; `a + i * lda + kk` readable for `i < R`, `kk < k`;
+/// `NV * LANES` values readable at `w + kk * ldw` for `kk < k`.
+#[inline(always)]
+pub(crate) unsafe fn fma_tile<V: F32Vec, const R: usize, const NV: usize>(
+    acc: &mut [[V; NV]; R],
+    a: *const f32,
+    lda: usize,
+    k: usize,
+    w: *const f32,
+    ldw: usize,
+) {
+    // SAFETY: every offset is within the ranges of this function's contract.
+    unsafe {
+        for kk in 0..k {
+            let mut wv = [V::zero(); NV];
+            for (v, wr) in wv.iter_mut().enumerate() {
+                *wr = V::load(w.add(kk * ldw + v * V::LANES));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let x = V::broadcast(a.add(i * lda + kk));
+                for v in 0..NV {
+                    row[v] = x.mul_add(wv[v], row[v]);
+                }
+            }
+        }
+    }
+}
+
+/// The epilogue: `y[i, 0..nc] = act(acc[i]) + residual[i, 0..nc]` (residual optional,
+/// row stride `ldy` for both), activation and residual in registers; Swish, which has
+/// no vector form here, is applied after the store.
+///
+/// # Safety
+/// Inside code compiled for `V`; rows `i < R`, columns `< nc` of y (and of the residual)
+/// valid, and y's written only by the caller; `NV = ceil(nc / LANES)`.
+#[inline(always)]
+pub(crate) unsafe fn store_tile<V: F32Vec, const R: usize, const NV: usize>(
+    acc: &[[V; NV]; R],
+    y: *mut f32,
+    ldy: usize,
+    nc: usize,
+    act: Activation,
+    residual: Option<*const f32>,
+) {
+    let fused = vectorizes(act);
+    for (i, row) in acc.iter().enumerate() {
+        for (v, &a) in row.iter().enumerate() {
+            let (cols, at) = (nc - v * V::LANES, i * ldy + v * V::LANES);
+            // SAFETY: element `at` and the min(cols, LANES) after it are in row i,
+            // columns < nc: the caller's contract.
+            unsafe {
+                let mut o = activate(act, a);
+                if let (true, Some(r)) = (fused, residual) {
+                    o = o.add(load_cols(r.add(at), cols));
+                }
+                if cols >= V::LANES {
+                    o.store(y.add(at));
+                } else {
+                    o.store_n(y.add(at), cols);
+                }
+            }
+        }
+        if !fused {
+            // SAFETY: row i's first nc values of y are the caller's (contract).
+            let yrow = unsafe { std::slice::from_raw_parts_mut(y.add(i * ldy), nc) };
+            act.apply_slice(yrow);
+            if let Some(r) = residual {
+                for (j, o) in yrow.iter_mut().enumerate() {
+                    // SAFETY: row i, column j < nc of the residual (contract).
+                    *o += unsafe { *r.add(i * ldy + j) };
+                }
+            }
+        }
+    }
+}
+
+/// Calls `f::<Ts.., R, NV>(args)` for run-time `rows` in 1..=6 and `vectors` in 1..=4
+/// (larger values take 6 and 4), so each tile shape is its own unrolled instantiation.
+macro_rules! tile_dispatch {
+    ($rows:expr, $nv:expr, $f:ident::<$($g:ty),*>($($arg:expr),* $(,)?)) => {
+        $crate::cpu::tile::tile_dispatch!(@nv $rows, $nv, $f, [$($g),*], [$($arg),*])
+    };
+    (@nv $rows:expr, $nv:expr, $f:ident, $g:tt, $args:tt) => {
+        match $nv {
+            1 => $crate::cpu::tile::tile_dispatch!(@rows $rows, 1, $f, $g, $args),
+            2 => $crate::cpu::tile::tile_dispatch!(@rows $rows, 2, $f, $g, $args),
+            3 => $crate::cpu::tile::tile_dispatch!(@rows $rows, 3, $f, $g, $args),
+            _ => $crate::cpu::tile::tile_dispatch!(@rows $rows, 4, $f, $g, $args),
+        }
+    };
+    (@rows $rows:expr, $nv:literal, $f:ident, [$($g:ty),*], [$($arg:expr),*]) => {
+        match $rows {
+            1 => $f::<$($g,)* 1, $nv>($($arg),*),
+            2 => $f::<$($g,)* 2, $nv>($($arg),*),
+            3 => $f::<$($g,)* 3, $nv>($($arg),*),
+            4 => $f::<$($g,)* 4, $nv>($($arg),*),
+            5 => $f::<$($g,)* 5, $nv>($($arg),*),
+            _ => $f::<$($g,)* 6, $nv>($($arg),*),
+        }
+    };
+}
+pub(crate) use tile_dispatch;
