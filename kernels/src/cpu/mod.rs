@@ -35,4 +35,4 @@ pub use pointwise::{panel_width, pointwise, pointwise_packed, GemmPrecision, Pac
 pub use preprocess::preprocess_u8;
 pub use reduce::{channel_gate, cumulative_pool, spatial_mean};
 pub use temporal::temporal_causal;
-pub use window2d::{avg_pool2d, depthwise2d};
+pub use window2d::{avg_pool2d, avg_pool2d_on, depthwise2d, depthwise2d_on};
