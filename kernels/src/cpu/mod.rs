@@ -34,5 +34,5 @@ pub use isa::Isa;
 pub use pointwise::{panel_width, pointwise, pointwise_packed, GemmPrecision, PackedWeights};
 pub use preprocess::preprocess_u8;
 pub use reduce::{channel_gate, cumulative_pool, spatial_mean};
-pub use temporal::temporal_causal;
+pub use temporal::{temporal_causal, temporal_causal_on};
 pub use window2d::{avg_pool2d, avg_pool2d_on, depthwise2d, depthwise2d_on};

@@ -28,6 +28,22 @@ pub(crate) unsafe fn load_cols<V: F32Vec>(p: *const f32, cols: usize) -> V {
     }
 }
 
+/// Store the first `cols` lanes of `v` at `p` (all of them when `cols >= LANES`).
+///
+/// # Safety
+/// Inside code compiled for `V`; `min(cols, LANES)` values writable at `p`.
+#[inline(always)]
+pub(crate) unsafe fn store_cols<V: F32Vec>(v: V, p: *mut f32, cols: usize) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        if cols >= V::LANES {
+            v.store(p)
+        } else {
+            v.store_n(p, cols)
+        }
+    }
+}
+
 /// Every row's accumulators set to the bias of the tile's `nc` columns (`bias[0..nc]`).
 ///
 /// # Safety
