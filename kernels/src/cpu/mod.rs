@@ -29,7 +29,7 @@ pub mod window2d;
 #[cfg(test)]
 mod test_util;
 
-pub use conv2d::conv2d;
+pub use conv2d::{conv2d, conv2d_on};
 pub use isa::Isa;
 pub use pointwise::{panel_width, pointwise, pointwise_packed, GemmPrecision, PackedWeights};
 pub use preprocess::preprocess_u8;
