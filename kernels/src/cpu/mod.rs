@@ -32,7 +32,9 @@ mod test_util;
 pub use conv2d::{conv2d, conv2d_on};
 pub use isa::Isa;
 pub use pointwise::{panel_width, pointwise, pointwise_packed, GemmPrecision, PackedWeights};
-pub use preprocess::preprocess_u8;
-pub use reduce::{channel_gate, cumulative_pool, spatial_mean};
+pub use preprocess::{preprocess_u8, preprocess_u8_on};
+pub use reduce::{
+    channel_gate, channel_gate_on, cumulative_pool, spatial_mean, spatial_mean_on,
+};
 pub use temporal::{temporal_causal, temporal_causal_on};
 pub use window2d::{avg_pool2d, avg_pool2d_on, depthwise2d, depthwise2d_on};
