@@ -9,7 +9,7 @@
 //! the rows of its implicit im2col matrix. [`tile_dispatch!`] turns a run-time
 //! `(rows, vectors)` into the const-generic instantiation.
 
-use super::simd::{activate, vectorizes, F32Vec};
+use super::simd::{vectorizes, F32Vec};
 use crate::Activation;
 
 /// `cols` values from `p` (all `V::LANES` when `cols >= LANES`, else the first `cols`).
@@ -111,25 +111,21 @@ pub(crate) unsafe fn store_tile<V: F32Vec, const R: usize, const NV: usize>(
     act: Activation,
     residual: Option<*const f32>,
 ) {
-    let fused = vectorizes(act);
-    for (i, row) in acc.iter().enumerate() {
-        for (v, &a) in row.iter().enumerate() {
-            let (cols, at) = (nc - v * V::LANES, i * ldy + v * V::LANES);
-            // SAFETY: element `at` and the min(cols, LANES) after it are in row i,
-            // columns < nc: the caller's contract.
-            unsafe {
-                let mut o = activate(act, a);
-                if let (true, Some(r)) = (fused, residual) {
-                    o = o.add(load_cols(r.add(at), cols));
-                }
-                if cols >= V::LANES {
-                    o.store(y.add(at));
-                } else {
-                    o.store_n(y.add(at), cols);
-                }
+    // One activation per instantiation, so that each is a straight run of code with the
+    // accumulators' indices constant (and the accumulators in registers).
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        match act {
+            Activation::None | Activation::Swish => {
+                store_act::<V, R, NV, 0>(acc, y, ldy, nc, residual, vectorizes(act))
             }
+            Activation::Relu => store_act::<V, R, NV, 1>(acc, y, ldy, nc, residual, true),
+            Activation::Relu6 => store_act::<V, R, NV, 2>(acc, y, ldy, nc, residual, true),
+            Activation::HardSwish => store_act::<V, R, NV, 3>(acc, y, ldy, nc, residual, true),
         }
-        if !fused {
+    }
+    if !vectorizes(act) {
+        for i in 0..R {
             // SAFETY: row i's first nc values of y are the caller's (contract).
             let yrow = unsafe { std::slice::from_raw_parts_mut(y.add(i * ldy), nc) };
             act.apply_slice(yrow);
@@ -142,6 +138,60 @@ pub(crate) unsafe fn store_tile<V: F32Vec, const R: usize, const NV: usize>(
         }
     }
 }
+
+/// [`store_tile`] for activation code `A` (0 none, 1 relu, 2 relu6, 3 hard-swish);
+/// `fuse_residual` false leaves the residual to the caller (after a scalar activation).
+///
+/// # Safety
+/// As [`store_tile`].
+#[inline(always)]
+unsafe fn store_act<V: F32Vec, const R: usize, const NV: usize, const A: u8>(
+    acc: &[[V; NV]; R],
+    y: *mut f32,
+    ldy: usize,
+    nc: usize,
+    residual: Option<*const f32>,
+    fuse_residual: bool,
+) {
+    let last = nc - (NV - 1) * V::LANES;
+    // SAFETY: element i*ldy + v*LANES and the lanes after it (all of them but in the
+    // last vector, `last` there) are in row i, columns < nc: the caller's contract.
+    unsafe {
+        let (zero, three, six, sixth) = (V::zero(), V::splat(3.0), V::splat(6.0), V::splat(1.0 / 6.0));
+        unroll!(R, i, {
+            unroll!(NV, v, {
+                let a = acc[i][v];
+                let mut o = match A {
+                    1 => a.max(zero),
+                    2 => a.max(zero).min(six),
+                    3 => a.mul(a.add(three).max(zero).min(six).mul(sixth)),
+                    _ => a,
+                };
+                let (at, cols) = (i * ldy + v * V::LANES, if v + 1 == NV { last } else { V::LANES });
+                if let (true, Some(r)) = (fuse_residual, residual) {
+                    o = o.add(load_cols(r.add(at), cols));
+                }
+                store_cols(o, y.add(at), cols);
+            });
+        });
+    }
+}
+
+/// Repeats `$body` with `$i` bound to each constant `0..$n` (`$n <= 6`, a const), so
+/// arrays indexed by `$i` keep constant indices (registers, not a stack copy) where
+/// the compiler would not unroll a loop this large on its own.
+macro_rules! unroll {
+    ($n:expr, $i:ident, $body:block) => {{
+        if 0 < $n { let $i: usize = 0; $body }
+        if 1 < $n { let $i: usize = 1; $body }
+        if 2 < $n { let $i: usize = 2; $body }
+        if 3 < $n { let $i: usize = 3; $body }
+        if 4 < $n { let $i: usize = 4; $body }
+        if 5 < $n { let $i: usize = 5; $body }
+        const { assert!($n <= 6, "unroll! covers up to 6") };
+    }};
+}
+use unroll;
 
 /// Calls `f::<Ts.., R, NV>(args)` for run-time `rows` in 1..=6 and `vectors` in 1..=4
 /// (larger values take 6 and 4), so each tile shape is its own unrolled instantiation.
