@@ -14,6 +14,7 @@
 //! [`pointwise`], [`window2d`], [`temporal`], [`reduce`]; [`tasks`] and [`isa`] hold how
 //! work is split across threads and instruction sets.
 
+mod aligned;
 pub mod isa;
 pub(crate) mod simd;
 mod tasks;
@@ -30,8 +31,11 @@ pub mod window2d;
 mod test_util;
 
 pub use conv2d::{conv2d, conv2d_on};
+pub use aligned::AlignedVec;
 pub use isa::Isa;
-pub use pointwise::{panel_width, pointwise, pointwise_packed, GemmPrecision, PackedWeights};
+pub use pointwise::{
+    panel_width, pointwise, pointwise_packed, GemmPrecision, PackedWeights, BF16_MIN_K,
+};
 pub use preprocess::{preprocess_u8, preprocess_u8_on};
 pub use reduce::{
     channel_gate, channel_gate_on, cumulative_pool, spatial_mean, spatial_mean_on,

@@ -10,6 +10,7 @@ use super::isa::vector_dispatch;
 use super::simd::F32Vec;
 use super::tasks::{for_each_task, task_rows, SendPtr, TASKS_PER_THREAD};
 use super::tile::{bias_tile, fma_tile, store_tile, tile_dispatch};
+use super::aligned::AlignedVec;
 use super::Isa;
 use crate::{Activation, KernelError};
 
@@ -130,14 +131,14 @@ impl GemmPrecision {
 }
 
 /// Weights of a 1x1 convolution packed once, at load time, for [`pointwise_packed`] on
-/// one instruction set ([`Isa`]) and in one [`GemmPrecision`]:
-/// - [`Isa::Scalar`]: the matrix as given (`[n, k]`), multiplied by [`pointwise`];
-/// - fp32 on AVX2 / AVX-512: panels of [`panel_width`] output channels, each `[k, w]`
-///   row-major (`w` = the panel's columns rounded up to whole vectors: the last panel
-///   is narrower), zero-padded past `n`;
+/// one instruction set ([`Isa`]) and in one [`GemmPrecision`], 64-byte aligned:
+/// - fp32: panels of [`panel_width`] output channels, each `[k, w]` row-major (`w` =
+///   the panel's columns rounded up to whole vectors: the last panel is narrower),
+///   zero-padded past `n`;
 /// - bf16 (AVX-512 BF16): the same panels over pairs of `k`, `[ceil(k / 2), w]`, each
 ///   element one `u32` holding `bf16(w[j, 2q])` (low half) and `bf16(w[j, 2q + 1])`
-///   (high half) — the operand layout of `vdpbf16ps`.
+///   (high half) — the operand layout of `vdpbf16ps`. GEMMs shallower than
+///   [`BF16_MIN_K`] are packed in fp32 instead (rounding gains nothing there).
 #[derive(Debug, Clone)]
 pub struct PackedWeights {
     pub k: usize,
@@ -148,11 +149,14 @@ pub struct PackedWeights {
 
 #[derive(Debug, Clone)]
 enum Packed {
-    Plain(Vec<f32>),
-    F32(Vec<f32>),
+    F32(AlignedVec<f32>),
     #[cfg(target_arch = "x86_64")]
-    Bf16(Vec<u32>),
+    Bf16(AlignedVec<u32>),
 }
+
+/// Shallowest GEMM packed in bf16: below it, the bf16 kernel is no faster than fp32
+/// (the activations' rounding and the epilogue dominate; measured in BENCHMARKS.md).
+pub const BF16_MIN_K: usize = 32;
 
 /// f32 lanes per vector at `isa` (the portable vector has 8).
 fn lanes(isa: Isa) -> usize {
@@ -223,6 +227,9 @@ impl PackedWeights {
         let isa = isa.clamp();
         match precision {
             GemmPrecision::F32 => Ok(PackedWeights::pack_f32(isa, w, n, k)),
+            GemmPrecision::Bf16 if isa.has_bf16() && k < BF16_MIN_K => {
+                Ok(PackedWeights::pack_f32(isa, w, n, k))
+            }
             #[cfg(target_arch = "x86_64")]
             GemmPrecision::Bf16 if isa.has_bf16() => Ok(PackedWeights::pack_bf16(w, n, k)),
             GemmPrecision::Bf16 => Err(KernelError::CpuFeature {
@@ -236,29 +243,29 @@ impl PackedWeights {
     fn pack_f32(isa: Isa, w: &[f32], n: usize, k: usize) -> PackedWeights {
         let isa = isa.clamp();
         let w = &w[..n * k];
-        let data = if isa == Isa::Scalar {
-            Packed::Plain(w.to_vec())
-        } else {
-            let (width, lanes) = (panel_width(isa), lanes(isa));
-            let mut panels = vec![0.0; n.div_ceil(width) * width * k];
-            for p in 0..n.div_ceil(width) {
-                let pn = panel_at(p, n, k, width, lanes);
-                for j in 0..pn.nc {
-                    for kk in 0..k {
-                        panels[pn.offset + kk * pn.stride + j] = w[(pn.c0 + j) * k + kk];
-                    }
+        let (width, lanes) = (panel_width(isa), lanes(isa));
+        let mut panels = AlignedVec::zeroed(n.div_ceil(width) * width * k);
+        for p in 0..n.div_ceil(width) {
+            let pn = panel_at(p, n, k, width, lanes);
+            for j in 0..pn.nc {
+                for kk in 0..k {
+                    panels[pn.offset + kk * pn.stride + j] = w[(pn.c0 + j) * k + kk];
                 }
             }
-            Packed::F32(panels)
-        };
-        PackedWeights { k, n, isa, data }
+        }
+        PackedWeights {
+            k,
+            n,
+            isa,
+            data: Packed::F32(panels),
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
     fn pack_bf16(w: &[f32], n: usize, k: usize) -> PackedWeights {
         let (width, lanes, kp) = (panel_width(Isa::Avx512), 16, k.div_ceil(2));
         let bf = |v: f32| half::bf16::from_f32(v).to_bits() as u32;
-        let mut pairs = vec![0u32; n.div_ceil(width) * width * kp];
+        let mut pairs = AlignedVec::zeroed(n.div_ceil(width) * width * kp);
         for p in 0..n.div_ceil(width) {
             let pn = panel_at(p, n, kp, width, lanes);
             for j in 0..pn.nc {
@@ -284,7 +291,7 @@ impl PackedWeights {
 
     pub fn precision(&self) -> GemmPrecision {
         match self.data {
-            Packed::Plain(_) | Packed::F32(_) => GemmPrecision::F32,
+            Packed::F32(_) => GemmPrecision::F32,
             #[cfg(target_arch = "x86_64")]
             Packed::Bf16(_) => GemmPrecision::Bf16,
         }
@@ -293,7 +300,7 @@ impl PackedWeights {
     /// Bytes the packed weights occupy.
     pub fn bytes(&self) -> usize {
         match &self.data {
-            Packed::Plain(v) | Packed::F32(v) => std::mem::size_of_val(&v[..]),
+            Packed::F32(v) => std::mem::size_of_val(&v[..]),
             #[cfg(target_arch = "x86_64")]
             Packed::Bf16(v) => std::mem::size_of_val(&v[..]),
         }
@@ -305,7 +312,7 @@ impl PackedWeights {
 /// reads activations in place and applies bias, activation and residual in registers
 /// before its one store. fp32 results equal [`pointwise`]'s up to float rounding
 /// (fused multiply-adds); bf16 weights give bf16-rounded inputs' products summed in
-/// fp32. Weights packed for [`Isa::Scalar`] run [`pointwise`].
+/// fp32.
 pub fn pointwise_packed(
     x: &[f32],
     m: usize,
@@ -316,9 +323,6 @@ pub fn pointwise_packed(
     y: &mut [f32],
 ) {
     let (k, n) = (pw.k, pw.n);
-    if let Packed::Plain(w) = &pw.data {
-        return pointwise(x, m, k, w, n, bias, act, residual, y);
-    }
     assert!(x.len() >= m * k && bias.len() >= n && y.len() >= m * n);
     if let Some(r) = residual {
         assert!(r.len() >= m * n);
@@ -359,7 +363,6 @@ pub fn pointwise_packed(
         let rows = (rt * rows, ((rt + 1) * rows).min(m));
         let pans = (pt * per, ((pt + 1) * per).min(np));
         match &pw.data {
-            Packed::Plain(_) => {} // multiplied by `pointwise` above
             // SAFETY: the asserts above keep every row and panel in bounds; this task
             // writes only rows `rows` x the columns of panels `pans` of y.
             Packed::F32(panels) => unsafe { panels_f32(pw.isa, &g, panels, rows, pans) },
@@ -677,14 +680,10 @@ mod tests {
         }
     }
 
-    fn round_bf16(v: f32) -> f32 {
-        half::bf16::from_f32(v).to_f32()
-    }
-
     /// bf16 GEMM against a naive loop on inputs rounded to bf16 the same way (nearest
     /// even). Products of two bf16 values are exact in f32 and `vdpbf16ps` sums them in
     /// f32, so the only difference from the f64 reference is f32 accumulation: the same
-    /// tolerance as the fp32 kernels.
+    /// tolerance as the fp32 kernels. GEMMs shallower than BF16_MIN_K stay fp32.
     #[test]
     fn pointwise_packed_bf16_matches_naive_on_rounded_inputs() {
         if !Isa::detected().has_bf16() {
@@ -693,14 +692,16 @@ mod tests {
         }
         gemm_cases(23, |pool, m, k, n, act, x, w, bias, res| {
             let packed = PackedWeights::pack_for(Isa::Avx512, GemmPrecision::Bf16, w, n, k).unwrap();
-            assert_eq!(packed.precision(), GemmPrecision::Bf16);
+            let bf16 = k >= BF16_MIN_K;
+            assert_eq!(packed.precision() == GemmPrecision::Bf16, bf16, "k {k}");
+            let round = |v: f32| if bf16 { half::bf16::from_f32(v).to_f32() } else { v };
             let mut got = vec![f32::NAN; m * n];
             pool.install(|| pointwise_packed(x, m, &packed, bias, act, res, &mut got));
             for i in 0..m {
                 for j in 0..n {
                     let mut a = bias[j] as f64;
                     for kk in 0..k {
-                        a += round_bf16(x[i * k + kk]) as f64 * round_bf16(w[j * k + kk]) as f64;
+                        a += round(x[i * k + kk]) as f64 * round(w[j * k + kk]) as f64;
                     }
                     let want = act.apply(a as f32) + res.map_or(0.0, |r| r[i * n + j]);
                     let g = got[i * n + j];
@@ -717,7 +718,8 @@ mod tests {
     #[test]
     fn bf16_packing_is_refused_without_avx512_bf16() {
         for isa in Isa::supported() {
-            let r = PackedWeights::pack_for(isa, GemmPrecision::Bf16, &[1.0; 6], 2, 3);
+            let (n, k) = (2, BF16_MIN_K);
+            let r = PackedWeights::pack_for(isa, GemmPrecision::Bf16, &vec![1.0; n * k], n, k);
             match r {
                 Ok(p) => assert!(isa.has_bf16() && p.precision() == GemmPrecision::Bf16),
                 Err(e) => {
