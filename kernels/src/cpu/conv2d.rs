@@ -84,12 +84,12 @@ struct Conv<'a> {
 const MR: usize = 6;
 
 vector_dispatch! {
-    /// One output row of `conv2d`, in column blocks of up to four vectors.
+    /// One output row of `conv2d`, in column blocks of one tile row each.
     fn conv2d_row<V>(conv: &Conv, yrow: &mut [f32]) {
         let half = <V::Half as F32Vec>::LANES;
         let mut c0 = 0;
         while c0 < conv.cout {
-            let nc = (conv.cout - c0).min(4 * V::LANES);
+            let nc = (conv.cout - c0).min(V::TILE_VECTORS * V::LANES);
             // SAFETY: the caller checked x, w, bias and y against the geometry; columns
             // c0..c0+nc lie within cout.
             unsafe {
@@ -105,7 +105,7 @@ vector_dispatch! {
     }
 }
 
-/// Output channels `c0..c0 + nc` (at most four vectors) of the row.
+/// Output channels `c0..c0 + nc` (at most one tile row of vectors) of the row.
 ///
 /// # Safety
 /// Inside code compiled for `V`; `conv`'s slices match its geometry (checked by
@@ -128,11 +128,11 @@ unsafe fn columns<V: F32Vec>(conv: &Conv, c0: usize, nc: usize, yrow: &mut [f32]
     unsafe {
         while ox < hi {
             let mr = MR.min(hi - ox);
-            tile_dispatch!(mr, nv, span::<V>(conv, c0, nc, ox, yrow));
+            tile_dispatch!(mr, nv, V::TILE_VECTORS, span::<V>(conv, c0, nc, ox, yrow));
             ox += mr;
         }
         for ox in (0..lo).chain(hi..g.out_w) {
-            tile_dispatch!(1, nv, edge::<V>(conv, c0, nc, ox, yrow));
+            tile_dispatch!(1, nv, V::TILE_VECTORS, edge::<V>(conv, c0, nc, ox, yrow));
         }
     }
 }

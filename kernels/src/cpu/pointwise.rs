@@ -421,9 +421,9 @@ vector_dispatch! {
                     if V::LANES > 8 && pn.nc <= 8 {
                         // a narrow panel (n = 8 layers): half-width vectors, which
                         // AVX-512 CPUs that split 512-bit ops run at twice the rate
-                        tile_dispatch!(mr, 1, gemm_tile::<V::Half>(g, w, r, &pn));
+                        tile_dispatch!(mr, 1, 2, gemm_tile::<V::Half>(g, w, r, &pn));
                     } else {
-                        tile_dispatch!(mr, pn.nv, gemm_tile::<V>(g, w, r, &pn));
+                        tile_dispatch!(mr, pn.nv, V::TILE_VECTORS, gemm_tile::<V>(g, w, r, &pn));
                     }
                 }
             }
@@ -483,7 +483,7 @@ mod bf16 {
     use std::arch::x86_64::*;
     use std::cell::Cell;
 
-    use super::{finish, micro_tiles, panel_at, Gemm, Panel};
+    use super::{finish, micro_tiles, panel_at, Gemm, Panel, MAX_NV};
     use crate::cpu::simd::{mask16, F32x16};
     use crate::cpu::tile::{bias_tile, tile_dispatch};
 
@@ -553,7 +553,7 @@ mod bf16 {
             for (r, mr) in micro_tiles(rows.0, rows.1) {
                 let ap = a[(r - rows.0) * kp..].as_ptr();
                 // SAFETY: rows r..r+mr of `a` and the panel's kp rows are in bounds.
-                unsafe { tile_dispatch!(mr, pn.nv, tile::<>(g, ap, w, r, &pn)) }
+                unsafe { tile_dispatch!(mr, pn.nv, MAX_NV, tile::<>(g, ap, w, r, &pn)) }
             }
         }
     }

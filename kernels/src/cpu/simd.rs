@@ -1,7 +1,8 @@
 //! [`F32Vec`]: the vector of f32 lanes the hand-written CPU kernels are generic over, with
 //! one implementation per instruction-set level — [`F32x16`] (AVX-512 `__m512`), [`F32x8`]
 //! (AVX2 `__m256`) and [`Portable8`] (an 8-lane array the compiler vectorizes for the
-//! build target) — and [`activate`], the fused activation epilogue on a vector.
+//! build target) — and [`activate`], the fused activation epilogue on a vector, one
+//! instantiation per activation ([`with_act!`]).
 //!
 //! A vector value only exists inside a function compiled for its features (see
 //! `vector_dispatch!`): creating one (`zero`, `splat`, loads) is `unsafe` and is only done
@@ -17,6 +18,9 @@ use crate::Activation;
 /// (`LANES`, or `n` for the `_n` variants).
 pub(crate) trait F32Vec: Copy {
     const LANES: usize;
+    /// Vectors per row of a 6-row register tile that fits the register file (AVX-512's
+    /// 32 registers: 4; 16 registers: 2).
+    const TILE_VECTORS: usize;
     /// The same ISA's narrower vector (itself where there is none): AVX-512 CPUs that
     /// split 512-bit operations run 256-bit ones at twice the rate, which wins for
     /// 8-channel rows.
@@ -46,27 +50,54 @@ pub(crate) fn vectorizes(act: Activation) -> bool {
     act != Activation::Swish
 }
 
-/// `act` applied to every lane (identity for [`Activation::Swish`], see [`vectorizes`]).
+/// `act` as a const-generic code for [`activate`]: 1 relu, 2 relu6, 3 hard-swish, 0
+/// none (and Swish, applied after the store: see [`vectorizes`]). Kernels instantiate
+/// their epilogue once per code ([`with_act!`]), so it is a straight run of
+/// instructions with no branch per vector.
+pub(crate) fn act_code(act: Activation) -> u8 {
+    match act {
+        Activation::None | Activation::Swish => 0,
+        Activation::Relu => 1,
+        Activation::Relu6 => 2,
+        Activation::HardSwish => 3,
+    }
+}
+
+/// The activation of code `A` ([`act_code`]) on every lane.
 ///
 /// # Safety
 /// As [`F32Vec`]'s constructors: only inside code compiled for `V`'s features.
 #[inline(always)]
-pub(crate) unsafe fn activate<V: F32Vec>(act: Activation, v: V) -> V {
+pub(crate) unsafe fn activate<V: F32Vec, const A: u8>(v: V) -> V {
     // SAFETY: forwarded from this function's contract.
     unsafe {
-        match act {
-            Activation::None | Activation::Swish => v,
-            Activation::Relu => v.max(V::zero()),
-            Activation::Relu6 => v.max(V::zero()).min(V::splat(6.0)),
-            Activation::HardSwish => v.mul(
+        match A {
+            1 => v.max(V::zero()),
+            2 => v.max(V::zero()).min(V::splat(6.0)),
+            3 => v.mul(
                 v.add(V::splat(3.0))
                     .max(V::zero())
                     .min(V::splat(6.0))
                     .mul(V::splat(1.0 / 6.0)),
             ),
+            _ => v,
         }
     }
 }
+
+/// `with_act!(act, f, [G..], (args..))` calls `f::<G.., A>(args..)` with
+/// `A = act_code(act)`.
+macro_rules! with_act {
+    ($act:expr, $f:ident, [$($g:tt)*], ($($arg:expr),* $(,)?)) => {
+        match $crate::cpu::simd::act_code($act) {
+            1 => $f::<$($g)*, 1>($($arg),*),
+            2 => $f::<$($g)*, 2>($($arg),*),
+            3 => $f::<$($g)*, 3>($($arg),*),
+            _ => $f::<$($g)*, 0>($($arg),*),
+        }
+    };
+}
+pub(crate) use with_act;
 
 /// Eight lanes in a plain array: the portable fallback ([`crate::cpu::Isa::Scalar`]).
 #[derive(Clone, Copy)]
@@ -74,6 +105,7 @@ pub(crate) struct Portable8([f32; 8]);
 
 impl F32Vec for Portable8 {
     const LANES: usize = 8;
+    const TILE_VECTORS: usize = 2;
     type Half = Portable8;
     #[inline(always)]
     unsafe fn zero() -> Self {
@@ -158,6 +190,7 @@ mod x86 {
 
     impl F32Vec for F32x8 {
         const LANES: usize = 8;
+        const TILE_VECTORS: usize = 2;
         type Half = F32x8;
         #[inline(always)]
         unsafe fn zero() -> Self {
@@ -234,6 +267,7 @@ mod x86 {
 
     impl F32Vec for F32x16 {
         const LANES: usize = 16;
+        const TILE_VECTORS: usize = 4;
         type Half = F32x8;
         #[inline(always)]
         unsafe fn zero() -> Self {

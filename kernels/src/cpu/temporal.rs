@@ -4,7 +4,7 @@
 //! current frame is written over the oldest ring entry right after it was read.
 
 use super::isa::vector_dispatch;
-use super::simd::{activate, vectorizes, F32Vec};
+use super::simd::{activate, vectorizes, with_act, F32Vec};
 use super::tasks::{for_each_chunk, task_rows, SendPtr};
 use super::tile::{load_cols, store_cols};
 use super::Isa;
@@ -106,37 +106,47 @@ vector_dispatch! {
             nc: 0,
             w: w.as_ptr(),
             bias: bias.as_ptr(),
-            act,
         };
         // frame j (oldest first) of the window: ring position (head + j) % (kt - 1)
         for (j, f) in s.frames.iter_mut().enumerate().take(kt - 1) {
             *f = ring.0.wrapping_add(((head + j) % (kt - 1)) * frame + off);
         }
-        let (npx, half) = (ych.len() / c, <V::Half as F32Vec>::LANES);
-        let mut px = 0;
-        while px < npx {
-            let full = px + GROUP <= npx;
-            s.cb = 0;
-            while s.cb < c {
-                s.nc = (c - s.cb).min(V::LANES);
-                // SAFETY: pixels px..px+GROUP (or px alone), channels cb..cb+nc are inside
-                // this span (contract); w and bias hold kt * c and c values (asserted by
-                // the caller).
-                unsafe {
-                    match (s.nc <= half && V::LANES > half, full) {
-                        (true, true) => pixels::<V::Half, GROUP>(&s, px),
-                        (true, false) => pixels::<V::Half, 1>(&s, px),
-                        (false, true) => pixels::<V, GROUP>(&s, px),
-                        (false, false) => pixels::<V, 1>(&s, px),
-                    }
-                }
-                s.cb += V::LANES;
-            }
-            px += if full { GROUP } else { 1 };
-        }
+        // SAFETY: the span's pixels are this call's (contract); w and bias hold kt * c and
+        // c values (asserted by the caller).
+        unsafe { with_act!(act, span_blocks, [V], (&mut s, ych.len() / c)) };
         if !vectorizes(act) {
             act.apply_slice(ych);
         }
+    }
+}
+
+/// Every pixel group (four pixels, then single ones) and channel block of the span,
+/// with activation code `A`.
+///
+/// # Safety
+/// Inside code compiled for `V`; `s` describes `npx` pixels of this call's span.
+#[inline(always)]
+unsafe fn span_blocks<V: F32Vec, const A: u8>(s: &mut Span, npx: usize) {
+    let half = <V::Half as F32Vec>::LANES;
+    let mut px = 0;
+    while px < npx {
+        let full = px + GROUP <= npx;
+        s.cb = 0;
+        while s.cb < s.c {
+            s.nc = (s.c - s.cb).min(V::LANES);
+            // SAFETY: pixels px..px+GROUP (or px alone), channels cb..cb+nc are inside
+            // the span.
+            unsafe {
+                match (s.nc <= half && V::LANES > half, full) {
+                    (true, true) => pixels::<V::Half, GROUP, A>(s, px),
+                    (true, false) => pixels::<V::Half, 1, A>(s, px),
+                    (false, true) => pixels::<V, GROUP, A>(s, px),
+                    (false, false) => pixels::<V, 1, A>(s, px),
+                }
+            }
+            s.cb += V::LANES;
+        }
+        px += if full { GROUP } else { 1 };
     }
 }
 
@@ -153,7 +163,6 @@ struct Span {
     nc: usize,
     w: *const f32,
     bias: *const f32,
-    act: Activation,
 }
 
 /// Pixels `px..px + G`, channels `cb..cb + nc`: outputs, then the current frame written
@@ -162,7 +171,7 @@ struct Span {
 /// # Safety
 /// Inside code compiled for `V`; those pixels and channels are inside the span.
 #[inline(always)]
-unsafe fn pixels<V: F32Vec, const G: usize>(s: &Span, px: usize) {
+unsafe fn pixels<V: F32Vec, const G: usize, const A: u8>(s: &Span, px: usize) {
     let nc = s.nc;
     // SAFETY: every offset is pixel (px + g) < span pixels, channel < cb + nc <= c.
     unsafe {
@@ -178,7 +187,7 @@ unsafe fn pixels<V: F32Vec, const G: usize>(s: &Span, px: usize) {
         for (g, a) in acc.iter().enumerate() {
             let at = (px + g) * s.c + s.cb;
             let x = load_cols::<V>(s.cur.add(at), nc);
-            store_cols(activate(s.act, x.mul_add(wl, *a)), s.y.add(at), nc);
+            store_cols(activate::<V, A>(x.mul_add(wl, *a)), s.y.add(at), nc);
             // the oldest frame (j = 0) was read above: the current one replaces it
             store_cols(x, s.frames[0].add(at), nc);
         }

@@ -7,9 +7,10 @@
 //! Rows of activations are addressed as `a + i * lda + kk`, so the GEMM passes `lda = k`
 //! and the stem passes `lda = stride * cin`: overlapping windows of one image row are
 //! the rows of its implicit im2col matrix. [`tile_dispatch!`] turns a run-time
-//! `(rows, vectors)` into the const-generic instantiation.
+//! `(rows, vectors)` into the const-generic instantiation; [`F32Vec::TILE_VECTORS`]
+//! is the widest tile row an ISA uses.
 
-use super::simd::{vectorizes, F32Vec};
+use super::simd::{activate, vectorizes, with_act, F32Vec};
 use crate::Activation;
 
 /// `cols` values from `p` (all `V::LANES` when `cols >= LANES`, else the first `cols`).
@@ -115,14 +116,7 @@ pub(crate) unsafe fn store_tile<V: F32Vec, const R: usize, const NV: usize>(
     // accumulators' indices constant (and the accumulators in registers).
     // SAFETY: forwarded from this function's contract.
     unsafe {
-        match act {
-            Activation::None | Activation::Swish => {
-                store_act::<V, R, NV, 0>(acc, y, ldy, nc, residual, vectorizes(act))
-            }
-            Activation::Relu => store_act::<V, R, NV, 1>(acc, y, ldy, nc, residual, true),
-            Activation::Relu6 => store_act::<V, R, NV, 2>(acc, y, ldy, nc, residual, true),
-            Activation::HardSwish => store_act::<V, R, NV, 3>(acc, y, ldy, nc, residual, true),
-        }
+        with_act!(act, store_act, [V, R, NV], (acc, y, ldy, nc, residual, vectorizes(act)));
     }
     if !vectorizes(act) {
         for i in 0..R {
@@ -139,7 +133,7 @@ pub(crate) unsafe fn store_tile<V: F32Vec, const R: usize, const NV: usize>(
     }
 }
 
-/// [`store_tile`] for activation code `A` (0 none, 1 relu, 2 relu6, 3 hard-swish);
+/// [`store_tile`] for activation code `A` ([`act_code`](super::simd::act_code));
 /// `fuse_residual` false leaves the residual to the caller (after a scalar activation).
 ///
 /// # Safety
@@ -157,16 +151,9 @@ unsafe fn store_act<V: F32Vec, const R: usize, const NV: usize, const A: u8>(
     // SAFETY: element i*ldy + v*LANES and the lanes after it (all of them but in the
     // last vector, `last` there) are in row i, columns < nc: the caller's contract.
     unsafe {
-        let (zero, three, six, sixth) = (V::zero(), V::splat(3.0), V::splat(6.0), V::splat(1.0 / 6.0));
         unroll!(R, i, {
             unroll!(NV, v, {
-                let a = acc[i][v];
-                let mut o = match A {
-                    1 => a.max(zero),
-                    2 => a.max(zero).min(six),
-                    3 => a.mul(a.add(three).max(zero).min(six).mul(sixth)),
-                    _ => a,
-                };
+                let mut o = activate::<V, A>(acc[i][v]);
                 let (at, cols) = (i * ldy + v * V::LANES, if v + 1 == NV { last } else { V::LANES });
                 if let (true, Some(r)) = (fuse_residual, residual) {
                     o = o.add(load_cols(r.add(at), cols));
@@ -193,18 +180,24 @@ macro_rules! unroll {
 }
 use unroll;
 
-/// Calls `f::<Ts.., R, NV>(args)` for run-time `rows` in 1..=6 and `vectors` in 1..=4
-/// (larger values take 6 and 4), so each tile shape is its own unrolled instantiation.
+/// `tile_dispatch!(rows, nv, max_nv, f::<Ts..>(args))` calls `f::<Ts.., R, NV>(args)`
+/// for run-time `rows` in 1..=6 and `nv` in 1..=`max_nv` (a const: 2 or 4; larger
+/// values take the largest), so each tile shape is its own unrolled instantiation and
+/// an ISA whose tiles have two vectors per row compiles no wider ones.
 macro_rules! tile_dispatch {
-    ($rows:expr, $nv:expr, $f:ident::<$($g:ty),*>($($arg:expr),* $(,)?)) => {
-        $crate::cpu::tile::tile_dispatch!(@nv $rows, $nv, $f, [$($g),*], [$($arg),*])
-    };
-    (@nv $rows:expr, $nv:expr, $f:ident, $g:tt, $args:tt) => {
-        match $nv {
-            1 => $crate::cpu::tile::tile_dispatch!(@rows $rows, 1, $f, $g, $args),
-            2 => $crate::cpu::tile::tile_dispatch!(@rows $rows, 2, $f, $g, $args),
-            3 => $crate::cpu::tile::tile_dispatch!(@rows $rows, 3, $f, $g, $args),
-            _ => $crate::cpu::tile::tile_dispatch!(@rows $rows, 4, $f, $g, $args),
+    ($rows:expr, $nv:expr, $max_nv:expr, $f:ident::<$($g:ty),*>($($arg:expr),* $(,)?)) => {
+        if $max_nv >= 4 {
+            match $nv {
+                1 => $crate::cpu::tile::tile_dispatch!(@rows $rows, 1, $f, [$($g),*], [$($arg),*]),
+                2 => $crate::cpu::tile::tile_dispatch!(@rows $rows, 2, $f, [$($g),*], [$($arg),*]),
+                3 => $crate::cpu::tile::tile_dispatch!(@rows $rows, 3, $f, [$($g),*], [$($arg),*]),
+                _ => $crate::cpu::tile::tile_dispatch!(@rows $rows, 4, $f, [$($g),*], [$($arg),*]),
+            }
+        } else {
+            match $nv {
+                1 => $crate::cpu::tile::tile_dispatch!(@rows $rows, 1, $f, [$($g),*], [$($arg),*]),
+                _ => $crate::cpu::tile::tile_dispatch!(@rows $rows, 2, $f, [$($g),*], [$($arg),*]),
+            }
         }
     };
     (@rows $rows:expr, $nv:literal, $f:ident, [$($g:ty),*], [$($arg:expr),*]) => {

@@ -5,7 +5,7 @@
 //! without bounds tests, the one or two at each edge with them.
 
 use super::isa::vector_dispatch;
-use super::simd::{activate, vectorizes, F32Vec};
+use super::simd::{activate, vectorizes, with_act, F32Vec};
 use super::tasks::for_each_chunk;
 use super::Isa;
 use crate::{Activation, Conv2dGeom};
@@ -131,14 +131,14 @@ vector_dispatch! {
                 if blk.nc <= half && V::LANES > half {
                     // a short last block (24 channels = 16 + 8): half-width vectors
                     if blk.nc == half {
-                        block::<V::Half, false>(&blk);
+                        with_epilogue::<V::Half, false>(&blk);
                     } else {
-                        block::<V::Half, true>(&blk);
+                        with_epilogue::<V::Half, true>(&blk);
                     }
                 } else if blk.nc == V::LANES {
-                    block::<V, false>(&blk);
+                    with_epilogue::<V, false>(&blk);
                 } else {
-                    block::<V, true>(&blk);
+                    with_epilogue::<V, true>(&blk);
                 }
             }
             blk.cb += V::LANES;
@@ -180,6 +180,24 @@ unsafe fn ld<V: F32Vec, const PART: bool>(p: *const f32, nc: usize) -> V {
     }
 }
 
+/// [`block`] with its epilogue as a const: the activation's code, or [`MEAN`].
+///
+/// # Safety
+/// As [`block`].
+#[inline(always)]
+unsafe fn with_epilogue<V: F32Vec, const PART: bool>(b: &Block) {
+    // SAFETY: forwarded.
+    unsafe {
+        match b.taps {
+            Some(_) => with_act!(b.act, block, [V, PART], (b)),
+            None => block::<V, PART, MEAN>(b),
+        }
+    }
+}
+
+/// Epilogue code of a mean (past the activations' codes).
+const MEAN: u8 = 4;
+
 /// Every pixel of the row for one channel block, [`GROUP`] at a time, with bounds tests
 /// only in the groups that reach an edge.
 ///
@@ -187,7 +205,7 @@ unsafe fn ld<V: F32Vec, const PART: bool>(p: *const f32, nc: usize) -> V {
 /// Inside code compiled for `V`; the block's inputs, taps and outputs as
 /// [`window_row`] requires; `b.nc` channels (all `LANES` unless `PART`).
 #[inline(always)]
-unsafe fn block<V: F32Vec, const PART: bool>(b: &Block) {
+unsafe fn block<V: F32Vec, const PART: bool, const E: u8>(b: &Block) {
     let (lo, hi) = interior(b.g);
     let mut ox = 0;
     while ox < b.g.out_w {
@@ -195,9 +213,9 @@ unsafe fn block<V: F32Vec, const PART: bool>(b: &Block) {
         // SAFETY: interior groups' windows lie inside the row; the others are checked.
         unsafe {
             if ox >= lo && ox + GROUP <= hi {
-                pixels::<V, PART, false>(b, ox, GROUP);
+                pixels::<V, PART, false, E>(b, ox, GROUP);
             } else {
-                pixels::<V, PART, true>(b, ox, count);
+                pixels::<V, PART, true, E>(b, ox, count);
             }
         }
         ox += count;
@@ -212,7 +230,7 @@ unsafe fn block<V: F32Vec, const PART: bool>(b: &Block) {
 /// As [`block`]; without `CHECK`, every window column of these pixels is in the row;
 /// `ox0 + count <= out_w`.
 #[inline(always)]
-unsafe fn pixels<V: F32Vec, const PART: bool, const CHECK: bool>(
+unsafe fn pixels<V: F32Vec, const PART: bool, const CHECK: bool, const E: u8>(
     b: &Block,
     ox0: usize,
     count: usize,
@@ -256,17 +274,19 @@ unsafe fn pixels<V: F32Vec, const PART: bool, const CHECK: bool>(
                 }
             }
         }
-        for (p, &a) in acc.iter().enumerate().take(count) {
-            let v = match b.taps {
-                Some(_) => activate(b.act, a),
-                None => {
-                    let cols = if CHECK {
-                        inside[..g.k_w].iter().filter(|&&m| (m >> p) & 1 == 1).count()
-                    } else {
-                        g.k_w
-                    };
-                    a.mul(V::splat(1.0 / (rows * cols).max(1) as f32))
-                }
+        for (p, &a) in acc.iter().enumerate() {
+            if p >= count {
+                break;
+            }
+            let v = if E == MEAN {
+                let cols = if CHECK {
+                    inside[..g.k_w].iter().filter(|&&m| (m >> p) & 1 == 1).count()
+                } else {
+                    g.k_w
+                };
+                a.mul(V::splat(1.0 / (rows * cols).max(1) as f32))
+            } else {
+                activate::<V, E>(a)
             };
             let out = b.y.add((ox0 + p) * b.c + b.cb);
             if PART {
