@@ -1,8 +1,11 @@
 //! Example: time the engine on a fixture's real frames, for the side-by-side comparison
-//! with TFLite (`benches/side_by_side.py`). N streams each replay the fixture (offset so
-//! they see different frames), one batched step per round; prints one JSON object.
+//! with TFLite and OpenVINO (`benches/side_by_side.py`). N streams each replay the fixture
+//! (offset so they see different frames), one batched step per round; prints one JSON
+//! object. With `--accuracy`, one stream first runs the fixture in order and its logits
+//! are compared with the fixture's float oracle (top-1 agreement, worst relative L2).
+//! `VIGIL_CPU_ISA=scalar|avx2|avx512` forces the CPU kernels' instruction set.
 //!
-//! usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R] [--micro-batch M]
+//! usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R] [--micro-batch M] [--accuracy]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +34,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let (Some(model_path), Some(fixture)) = (pos.first(), pos.get(1)) else {
         anyhow::bail!(
-            "usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R] [--micro-batch M]"
+            "usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R] [--micro-batch M] [--accuracy]"
         );
     };
     let model = Arc::new(Model::load(&PathBuf::from(model_path))?);
@@ -44,6 +47,11 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
+    let accuracy = if args.iter().any(|a| a == "--accuracy") {
+        oracle_agreement(&mut engine, &fx, model.classes())?
+    } else {
+        String::new()
+    };
     let sessions: Vec<_> = (0..streams)
         .map(|_| engine.open_session())
         .collect::<Result<_, _>>()?;
@@ -68,11 +76,44 @@ fn main() -> anyhow::Result<()> {
     let total = start.elapsed().as_secs_f64();
     times.sort_by(f64::total_cmp);
     println!(
-        "{{\"engine\":\"vigil\",\"device\":{:?},\"streams\":{streams},\"threads\":{threads},\"rounds\":{rounds},\"frames_per_s\":{:.2},\"step_ms_p50\":{:.3},\"ms_per_frame\":{:.3}}}",
+        "{{\"engine\":\"vigil\",\"device\":{:?},\"isa\":\"{}\",\"streams\":{streams},\"threads\":{threads},\"rounds\":{rounds},\"frames_per_s\":{:.2},\"step_ms_p50\":{:.3},\"ms_per_frame\":{:.3}{accuracy}}}",
         engine.device_name(),
+        vigil_kernels::cpu::Isa::active(),
         (rounds * streams) as f64 / total,
         times[times.len() / 2],
         total * 1e3 / (rounds * streams) as f64
     );
     Ok(())
+}
+
+/// One fresh session through every frame in order, against the fixture's float oracle:
+/// `,"top1_agreement":…,"worst_rel_l2":…` for the JSON line.
+fn oracle_agreement(engine: &mut Engine, fx: &Fixture, classes: usize) -> anyhow::Result<String> {
+    let Some((oracle, n)) = fx.logits("float_oracle") else {
+        anyhow::bail!("the fixture has no float_oracle logits — --accuracy needs them");
+    };
+    anyhow::ensure!(n == classes, "the fixture's oracle has {n} classes, the model {classes}");
+    let s = engine.open_session()?;
+    let mut logits = vec![0.0; classes];
+    let (mut agree, mut worst) = (0usize, 0.0f64);
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |e| e.0)
+    };
+    for i in 0..fx.len() {
+        engine.step(&[s], &[fx.frame(i)], &mut logits)?;
+        let o = &oracle[i * classes..(i + 1) * classes];
+        let num: f64 = logits.iter().zip(o).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+        let den: f64 = o.iter().map(|b| (*b as f64).powi(2)).sum();
+        worst = worst.max((num / den.max(1e-30)).sqrt());
+        agree += usize::from(argmax(&logits) == argmax(o));
+    }
+    engine.close_session(s)?;
+    Ok(format!(
+        ",\"top1_agreement\":{:.4},\"worst_rel_l2\":{:.3e}",
+        agree as f64 / fx.len() as f64,
+        worst
+    ))
 }
