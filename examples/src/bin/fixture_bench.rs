@@ -22,6 +22,13 @@ fn main() -> anyhow::Result<()> {
             .and_then(|i| args.get(i + 1))
             .and_then(|v| v.parse().ok())
     };
+    const VALUED: [&str; 4] = ["--streams", "--threads", "--rounds", "--micro-batch"];
+    if let Some(bad) = args
+        .iter()
+        .find(|a| a.starts_with("--") && !VALUED.contains(&a.as_str()) && *a != "--accuracy")
+    {
+        anyhow::bail!("fixture_bench: unknown option {bad}");
+    }
     let streams: usize = flag("--streams").unwrap_or(1);
     let threads: usize = flag("--threads").unwrap_or(1);
     let rounds: usize = flag("--rounds").unwrap_or(0);
