@@ -163,8 +163,13 @@ unsafe fn span<V: F32Vec, const R: usize, const NV: usize>(
     unsafe {
         let mut acc = bias_tile::<V, R, NV>(conv.bias.as_ptr().add(c0), nc);
         for ky in 0..g.k_h {
-            let Some(iy) = input_row(conv, ky) else { continue };
-            let a = conv.xb.as_ptr().add((iy * g.in_w + ox * g.stride - g.pad_left) * cin);
+            let Some(iy) = input_row(conv, ky) else {
+                continue;
+            };
+            let a = conv
+                .xb
+                .as_ptr()
+                .add((iy * g.in_w + ox * g.stride - g.pad_left) * cin);
             let w = conv.w.as_ptr().add(ky * kw * cout + c0);
             fma_tile(&mut acc, a, g.stride * cin, kw, w, cout);
         }
@@ -190,7 +195,9 @@ unsafe fn edge<V: F32Vec, const R: usize, const NV: usize>(
     unsafe {
         let mut acc = bias_tile::<V, R, NV>(conv.bias.as_ptr().add(c0), nc);
         for ky in 0..g.k_h {
-            let Some(iy) = input_row(conv, ky) else { continue };
+            let Some(iy) = input_row(conv, ky) else {
+                continue;
+            };
             for kx in 0..g.k_w {
                 let ix = (ox * g.stride + kx) as isize - g.pad_left as isize;
                 if ix < 0 || ix >= g.in_w as isize {
@@ -261,7 +268,11 @@ mod tests {
                             }
                         }
                     }
-                    close(&y, &want, &format!("{isa} conv2d {h}x{wd} k{k} s{s} {cin}->{cout}"));
+                    close(
+                        &y,
+                        &want,
+                        &format!("{isa} conv2d {h}x{wd} k{k} s{s} {cin}->{cout}"),
+                    );
                 }
             }
         }

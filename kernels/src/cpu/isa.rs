@@ -43,11 +43,8 @@ fn probe() -> Detected {
     {
         use std::is_x86_feature_detected as has;
         let avx2 = has!("avx2") && has!("fma");
-        let avx512 = avx2
-            && has!("avx512f")
-            && has!("avx512bw")
-            && has!("avx512dq")
-            && has!("avx512vl");
+        let avx512 =
+            avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
         let isa = if avx512 {
             Isa::Avx512
         } else if avx2 {

@@ -30,15 +30,13 @@ pub mod window2d;
 #[cfg(test)]
 mod test_util;
 
-pub use conv2d::{conv2d, conv2d_on};
 pub use aligned::AlignedVec;
+pub use conv2d::{conv2d, conv2d_on};
 pub use isa::Isa;
 pub use pointwise::{
     panel_width, pointwise, pointwise_packed, GemmPrecision, PackedWeights, BF16_MIN_K,
 };
 pub use preprocess::{preprocess_u8, preprocess_u8_on};
-pub use reduce::{
-    channel_gate, channel_gate_on, cumulative_pool, spatial_mean, spatial_mean_on,
-};
+pub use reduce::{channel_gate, channel_gate_on, cumulative_pool, spatial_mean, spatial_mean_on};
 pub use temporal::{temporal_causal, temporal_causal_on};
 pub use window2d::{avg_pool2d, avg_pool2d_on, depthwise2d, depthwise2d_on};

@@ -6,11 +6,11 @@
 
 use rayon::prelude::*;
 
+use super::aligned::AlignedVec;
 use super::isa::vector_dispatch;
 use super::simd::F32Vec;
 use super::tasks::{for_each_task, task_rows, SendPtr, TASKS_PER_THREAD};
 use super::tile::{bias_tile, fma_tile, store_tile, tile_dispatch};
-use super::aligned::AlignedVec;
 use super::Isa;
 use crate::{Activation, KernelError};
 
@@ -497,7 +497,12 @@ mod bf16 {
     /// # Safety
     /// As `panels_f32`, with `pairs` packed by `PackedWeights::pack_bf16`, on a CPU with
     /// AVX-512 BF16.
-    pub(super) unsafe fn panels(g: &Gemm, pairs: &[u32], rows: (usize, usize), pans: (usize, usize)) {
+    pub(super) unsafe fn panels(
+        g: &Gemm,
+        pairs: &[u32],
+        rows: (usize, usize),
+        pans: (usize, usize),
+    ) {
         let kp = g.k.div_ceil(2);
         let mut a = ROWS.take();
         let need = (rows.1 - rows.0) * kp;
@@ -545,7 +550,13 @@ mod bf16 {
     /// # Safety
     /// As [`panels`]; `a` holds rows `rows` rounded by [`round_rows`].
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512bf16")]
-    unsafe fn tiles(g: &Gemm, pairs: &[u32], a: &[u32], rows: (usize, usize), pans: (usize, usize)) {
+    unsafe fn tiles(
+        g: &Gemm,
+        pairs: &[u32],
+        a: &[u32],
+        rows: (usize, usize),
+        pans: (usize, usize),
+    ) {
         let kp = g.k.div_ceil(2);
         for p in pans.0..pans.1 {
             let pn = panel_at(p, g.n, kp, g.width, g.lanes);
@@ -553,7 +564,7 @@ mod bf16 {
             for (r, mr) in micro_tiles(rows.0, rows.1) {
                 let ap = a[(r - rows.0) * kp..].as_ptr();
                 // SAFETY: rows r..r+mr of `a` and the panel's kp rows are in bounds.
-                unsafe { tile_dispatch!(mr, pn.nv, MAX_NV, tile::<>(g, ap, w, r, &pn)) }
+                unsafe { tile_dispatch!(mr, pn.nv, MAX_NV, tile(g, ap, w, r, &pn)) }
             }
         }
     }
@@ -691,10 +702,17 @@ mod tests {
             return;
         }
         gemm_cases(23, |pool, m, k, n, act, x, w, bias, res| {
-            let packed = PackedWeights::pack_for(Isa::Avx512, GemmPrecision::Bf16, w, n, k).unwrap();
+            let packed =
+                PackedWeights::pack_for(Isa::Avx512, GemmPrecision::Bf16, w, n, k).unwrap();
             let bf16 = k >= BF16_MIN_K;
             assert_eq!(packed.precision() == GemmPrecision::Bf16, bf16, "k {k}");
-            let round = |v: f32| if bf16 { half::bf16::from_f32(v).to_f32() } else { v };
+            let round = |v: f32| {
+                if bf16 {
+                    half::bf16::from_f32(v).to_f32()
+                } else {
+                    v
+                }
+            };
             let mut got = vec![f32::NAN; m * n];
             pool.install(|| pointwise_packed(x, m, &packed, bias, act, res, &mut got));
             for i in 0..m {

@@ -43,6 +43,8 @@ pub(crate) fn for_each_chunk(
     if rayon::current_num_threads() == 1 {
         y.chunks_mut(len).enumerate().for_each(|(i, ch)| f(i, ch));
     } else {
-        y.par_chunks_mut(len).enumerate().for_each(|(i, ch)| f(i, ch));
+        y.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, ch)| f(i, ch));
     }
 }

@@ -39,7 +39,20 @@ pub fn temporal_causal(
     state: &mut [f32],
     y: &mut [f32],
 ) {
-    temporal_causal_on(Isa::active(), cur, p, c, kt, w, bias, act, slots, t, state, y);
+    temporal_causal_on(
+        Isa::active(),
+        cur,
+        p,
+        c,
+        kt,
+        w,
+        bias,
+        act,
+        slots,
+        t,
+        state,
+        y,
+    );
 }
 
 /// [`temporal_causal`] on instruction set `isa` (clamped to the CPU).
@@ -80,7 +93,20 @@ pub fn temporal_causal_on(
             // SAFETY: the ring holds kt - 1 frames of `frame` values (sliced above);
             // this task alone touches elements ci*chunk.. ci*chunk + ych.len() of each.
             unsafe {
-                temporal_span(isa, ring, cur_b, frame, c, kt, head, w, bias, act, ci * chunk, ych)
+                temporal_span(
+                    isa,
+                    ring,
+                    cur_b,
+                    frame,
+                    c,
+                    kt,
+                    head,
+                    w,
+                    bias,
+                    act,
+                    ci * chunk,
+                    ych,
+                )
             };
         });
     }
@@ -207,7 +233,13 @@ mod tests {
     fn temporal_causal_carries_the_ring_per_slot_on_every_isa() {
         let mut r = Rng(3);
         for isa in Isa::supported() {
-            for &(p, c, kt) in &[(10, 6, 4), (37, 24, 3), (9, 184, 5), (5, 37, 2), (121, 16, 3)] {
+            for &(p, c, kt) in &[
+                (10, 6, 4),
+                (37, 24, 3),
+                (9, 184, 5),
+                (5, 37, 2),
+                (121, 16, 3),
+            ] {
                 let (w, bias) = (r.vec(kt * c), r.vec(c));
                 for pool in pools() {
                     check(isa, &pool, &mut r, p, c, kt, &w, &bias);

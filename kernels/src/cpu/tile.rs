@@ -116,7 +116,12 @@ pub(crate) unsafe fn store_tile<V: F32Vec, const R: usize, const NV: usize>(
     // accumulators' indices constant (and the accumulators in registers).
     // SAFETY: forwarded from this function's contract.
     unsafe {
-        with_act!(act, store_act, [V, R, NV], (acc, y, ldy, nc, residual, vectorizes(act)));
+        with_act!(
+            act,
+            store_act,
+            [V, R, NV],
+            (acc, y, ldy, nc, residual, vectorizes(act))
+        );
     }
     if !vectorizes(act) {
         for i in 0..R {
@@ -154,7 +159,10 @@ unsafe fn store_act<V: F32Vec, const R: usize, const NV: usize, const A: u8>(
         unroll!(R, i, {
             unroll!(NV, v, {
                 let mut o = activate::<V, A>(acc[i][v]);
-                let (at, cols) = (i * ldy + v * V::LANES, if v + 1 == NV { last } else { V::LANES });
+                let (at, cols) = (
+                    i * ldy + v * V::LANES,
+                    if v + 1 == NV { last } else { V::LANES },
+                );
                 if let (true, Some(r)) = (fuse_residual, residual) {
                     o = o.add(load_cols(r.add(at), cols));
                 }
@@ -169,12 +177,30 @@ unsafe fn store_act<V: F32Vec, const R: usize, const NV: usize, const A: u8>(
 /// the compiler would not unroll a loop this large on its own.
 macro_rules! unroll {
     ($n:expr, $i:ident, $body:block) => {{
-        if 0 < $n { let $i: usize = 0; $body }
-        if 1 < $n { let $i: usize = 1; $body }
-        if 2 < $n { let $i: usize = 2; $body }
-        if 3 < $n { let $i: usize = 3; $body }
-        if 4 < $n { let $i: usize = 4; $body }
-        if 5 < $n { let $i: usize = 5; $body }
+        if 0 < $n {
+            let $i: usize = 0;
+            $body
+        }
+        if 1 < $n {
+            let $i: usize = 1;
+            $body
+        }
+        if 2 < $n {
+            let $i: usize = 2;
+            $body
+        }
+        if 3 < $n {
+            let $i: usize = 3;
+            $body
+        }
+        if 4 < $n {
+            let $i: usize = 4;
+            $body
+        }
+        if 5 < $n {
+            let $i: usize = 5;
+            $body
+        }
         const { assert!($n <= 6, "unroll! covers up to 6") };
     }};
 }
@@ -185,6 +211,9 @@ use unroll;
 /// values take the largest), so each tile shape is its own unrolled instantiation and
 /// an ISA whose tiles have two vectors per row compiles no wider ones.
 macro_rules! tile_dispatch {
+    ($rows:expr, $nv:expr, $max_nv:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        $crate::cpu::tile::tile_dispatch!($rows, $nv, $max_nv, $f::<>($($arg),*))
+    };
     ($rows:expr, $nv:expr, $max_nv:expr, $f:ident::<$($g:ty),*>($($arg:expr),* $(,)?)) => {
         if $max_nv >= 4 {
             match $nv {

@@ -262,7 +262,9 @@ unsafe fn pixels<V: F32Vec, const PART: bool, const CHECK: bool, const E: u8>(
             let xr = xr.wrapping_offset(ix0 * b.c as isize + b.cb as isize);
             for (kx, &cols_in) in inside.iter().enumerate().take(g.k_w) {
                 let wv = match b.taps {
-                    Some((w, _)) => ld::<V, PART>(w.as_ptr().add((ky * g.k_w + kx) * b.c + b.cb), b.nc),
+                    Some((w, _)) => {
+                        ld::<V, PART>(w.as_ptr().add((ky * g.k_w + kx) * b.c + b.cb), b.nc)
+                    }
                     None => V::splat(1.0),
                 };
                 let xk = xr.wrapping_add(kx * b.c);
@@ -280,7 +282,10 @@ unsafe fn pixels<V: F32Vec, const PART: bool, const CHECK: bool, const E: u8>(
             }
             let v = if E == MEAN {
                 let cols = if CHECK {
-                    inside[..g.k_w].iter().filter(|&&m| (m >> p) & 1 == 1).count()
+                    inside[..g.k_w]
+                        .iter()
+                        .filter(|&&m| (m >> p) & 1 == 1)
+                        .count()
                 } else {
                     g.k_w
                 };
@@ -363,7 +368,11 @@ mod tests {
                     let mut y = vec![f32::NAN; batch * g.out_pixels() * c];
                     pool.install(|| avg_pool2d_on(isa, &x, batch, &g, c, &mut y));
                     let want = naive_window(&x, batch, &g, c, &|_, _, _| 1.0, true);
-                    close(&y, &want, &format!("{isa} avg_pool {h}x{w} k{kh}x{kw} s{s} c{c}"));
+                    close(
+                        &y,
+                        &want,
+                        &format!("{isa} avg_pool {h}x{w} k{kh}x{kw} s{s} c{c}"),
+                    );
                 }
             }
         }
