@@ -99,7 +99,10 @@ fn oracle_agreement(engine: &mut Engine, fx: &Fixture, classes: usize) -> anyhow
     let Some((oracle, n)) = fx.logits("float_oracle") else {
         anyhow::bail!("the fixture has no float_oracle logits — --accuracy needs them");
     };
-    anyhow::ensure!(n == classes, "the fixture's oracle has {n} classes, the model {classes}");
+    anyhow::ensure!(
+        n == classes,
+        "the fixture's oracle has {n} classes, the model {classes}"
+    );
     let s = engine.open_session()?;
     let mut logits = vec![0.0; classes];
     let (mut agree, mut worst) = (0usize, 0.0f64);
@@ -112,7 +115,11 @@ fn oracle_agreement(engine: &mut Engine, fx: &Fixture, classes: usize) -> anyhow
     for i in 0..fx.len() {
         engine.step(&[s], &[fx.frame(i)], &mut logits)?;
         let o = &oracle[i * classes..(i + 1) * classes];
-        let num: f64 = logits.iter().zip(o).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+        let num: f64 = logits
+            .iter()
+            .zip(o)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum();
         let den: f64 = o.iter().map(|b| (*b as f64).powi(2)).sum();
         worst = worst.max((num / den.max(1e-30)).sqrt());
         agree += usize::from(argmax(&logits) == argmax(o));
