@@ -98,8 +98,8 @@ fn interior(g: &Conv2dGeom) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
-/// Output pixels computed together: their accumulators stay in registers while the
-/// window's taps go by (one weight vector per tap for all of them, and independent
+/// Interior output pixels computed together: their accumulators stay in registers while
+/// the window's taps go by (one weight vector per tap for all of them, and independent
 /// chains of multiply-adds).
 const GROUP: usize = 8;
 
@@ -198,8 +198,9 @@ unsafe fn with_epilogue<V: F32Vec, const PART: bool>(b: &Block) {
 /// Epilogue code of a mean (past the activations' codes).
 const MEAN: u8 = 4;
 
-/// Every pixel of the row for one channel block, [`GROUP`] at a time, with bounds tests
-/// only in the groups that reach an edge.
+/// Every pixel of the row for one channel block: the interior in groups of [`GROUP`],
+/// then 4, 2 and 1 (no bounds tests), the one or two pixels at each edge one at a time
+/// with bounds tests.
 ///
 /// # Safety
 /// Inside code compiled for `V`; the block's inputs, taps and outputs as
@@ -207,60 +208,70 @@ const MEAN: u8 = 4;
 #[inline(always)]
 unsafe fn block<V: F32Vec, const PART: bool, const E: u8>(b: &Block) {
     let (lo, hi) = interior(b.g);
-    let mut ox = 0;
-    while ox < b.g.out_w {
-        let count = GROUP.min(b.g.out_w - ox);
-        // SAFETY: interior groups' windows lie inside the row; the others are checked.
-        unsafe {
-            if ox >= lo && ox + GROUP <= hi {
-                pixels::<V, PART, false, E>(b, ox, GROUP);
-            } else {
-                pixels::<V, PART, true, E>(b, ox, count);
-            }
+    // SAFETY: interior groups' windows lie inside the row; edge pixels are checked.
+    unsafe {
+        for ox in 0..lo {
+            pixels::<V, PART, true, E, 1>(b, ox);
         }
-        ox += count;
+        let mut ox = lo;
+        while ox + GROUP <= hi {
+            pixels::<V, PART, false, E, GROUP>(b, ox);
+            ox += GROUP;
+        }
+        if ox + 4 <= hi {
+            pixels::<V, PART, false, E, 4>(b, ox);
+            ox += 4;
+        }
+        if ox + 2 <= hi {
+            pixels::<V, PART, false, E, 2>(b, ox);
+            ox += 2;
+        }
+        if ox < hi {
+            pixels::<V, PART, false, E, 1>(b, ox);
+        }
+        for ox in hi..b.g.out_w {
+            pixels::<V, PART, true, E, 1>(b, ox);
+        }
     }
 }
 
-/// Output pixels `ox0..ox0 + count` (`count <= GROUP`) of the block: the window's sum (taps outside the input
-/// skipped when `CHECK`), then the activation — or, for a mean, the division by the
-/// taps counted.
+/// Output pixels `ox0..ox0 + G` of the block: the window's sum (taps outside the input
+/// skipped when `CHECK`, which only single pixels use), then the activation — or, for a
+/// mean, the division by the taps counted.
 ///
 /// # Safety
 /// As [`block`]; without `CHECK`, every window column of these pixels is in the row;
-/// `ox0 + count <= out_w`.
+/// `ox0 + G <= out_w`.
 #[inline(always)]
-unsafe fn pixels<V: F32Vec, const PART: bool, const CHECK: bool, const E: u8>(
+unsafe fn pixels<V: F32Vec, const PART: bool, const CHECK: bool, const E: u8, const G: usize>(
     b: &Block,
     ox0: usize,
-    count: usize,
 ) {
     let g = b.g;
     // SAFETY: taps (ky, kx) < (k_h, k_w), channels cb..cb+nc, input columns inside the
-    // row (interior or checked) and output pixels ox0..ox0+count <= out_w: in bounds.
+    // row (interior or checked) and output pixels ox0..ox0+G <= out_w: in bounds.
     unsafe {
         let bias = match b.taps {
-            Some((_, bias)) => ld::<V, PART>(bias[b.cb..].as_ptr(), b.nc),
+            Some((_, bias)) => ld::<V, PART>(bias.as_ptr().add(b.cb), b.nc),
             None => V::zero(),
         };
-        let mut acc = [bias; GROUP];
-        let mut rows = 0usize;
+        let mut acc = [bias; G];
         let ix0 = (ox0 * g.stride) as isize - g.pad_left as isize;
-        // with CHECK: bit p of inside[kx] says whether pixel p's column kx is in the row
-        let mut inside = [0u8; MAX_WINDOW];
-        if CHECK {
-            for (kx, m) in inside.iter_mut().enumerate().take(g.k_w) {
-                for p in 0..count {
-                    let ix = ix0 + (p * g.stride + kx) as isize;
-                    *m |= u8::from(ix >= 0 && ix < g.in_w as isize) << p;
-                }
-            }
-        }
+        // window columns inside the row (all of them unless CHECK)
+        let (kx0, kx1) = if CHECK {
+            (
+                (-ix0).clamp(0, g.k_w as isize) as usize,
+                (g.in_w as isize - ix0).clamp(0, g.k_w as isize) as usize,
+            )
+        } else {
+            (0, g.k_w)
+        };
+        let mut rows = 0usize;
         for (ky, xr) in b.rows.iter().enumerate().take(g.k_h) {
             let Some(xr) = *xr else { continue };
             rows += 1;
             let xr = xr.wrapping_offset(ix0 * b.c as isize + b.cb as isize);
-            for (kx, &cols_in) in inside.iter().enumerate().take(g.k_w) {
+            for kx in kx0..kx1 {
                 let wv = match b.taps {
                     Some((w, _)) => {
                         ld::<V, PART>(w.as_ptr().add((ky * g.k_w + kx) * b.c + b.cb), b.nc)
@@ -269,27 +280,14 @@ unsafe fn pixels<V: F32Vec, const PART: bool, const CHECK: bool, const E: u8>(
                 };
                 let xk = xr.wrapping_add(kx * b.c);
                 for (p, a) in acc.iter_mut().enumerate() {
-                    if (CHECK && (cols_in >> p) & 1 == 0) || p >= count {
-                        continue;
-                    }
                     *a = ld::<V, PART>(xk.wrapping_add(p * g.stride * b.c), b.nc).mul_add(wv, *a);
                 }
             }
         }
+        let inv = V::splat(1.0 / (rows * (kx1 - kx0)).max(1) as f32);
         for (p, &a) in acc.iter().enumerate() {
-            if p >= count {
-                break;
-            }
             let v = if E == MEAN {
-                let cols = if CHECK {
-                    inside[..g.k_w]
-                        .iter()
-                        .filter(|&&m| (m >> p) & 1 == 1)
-                        .count()
-                } else {
-                    g.k_w
-                };
-                a.mul(V::splat(1.0 / (rows * cols).max(1) as f32))
+                a.mul(inv)
             } else {
                 activate::<V, E>(a)
             };
