@@ -33,6 +33,14 @@ impl std::str::FromStr for Device {
     }
 }
 
+/// The default largest batch on the CPU: beyond a few streams per thread a bigger step
+/// only adds latency (BENCHMARKS.md: throughput is flat from 8 to 256 streams on 2 cores).
+pub const DEFAULT_CPU_MAX_BATCH: usize = 64;
+
+/// The default largest batch on a GPU: thousands of streams per step are what fill one
+/// (issue 7); graph buckets grow geometrically up to it.
+pub const DEFAULT_CUDA_MAX_BATCH: usize = 4096;
+
 /// One batched causal step over a slot pool of stream states.
 pub trait Backend: Send {
     /// Human-readable name, e.g. `cpu (4 threads)`.
@@ -45,6 +53,11 @@ pub trait Backend: Send {
     fn close_slot(&mut self, slot: usize);
     /// Bytes of carried state per stream.
     fn state_bytes_per_slot(&self) -> usize;
+    /// The largest batch this backend is built for: what a scheduler should cap a step
+    /// at. Larger batches still run (a backend may run them less efficiently).
+    fn max_batch(&self) -> usize {
+        DEFAULT_CPU_MAX_BATCH
+    }
     /// Advance each slot in `slots` by one frame. `frames[i]` is the RGB u8 frame
     /// (model size, HWC) for `slots[i]`; `logits` receives `slots.len() * classes` values.
     fn step(&mut self, slots: &[usize], frames: &[&[u8]], logits: &mut [f32]) -> Result<()>;

@@ -1,108 +1,65 @@
-//! [`CpuBackend`]: the float32 multi-threaded backend.
+//! [`CpuBackend`]: the float32 multi-threaded backend — one exhaustive `match` over the
+//! ops of the model's [`Plan`].
 //!
 //! A step splits the batch into micro-batches of a few streams, and runs the
-//! micro-batches in parallel, each one layer by layer through the whole model: pointwise
-//! convolutions are GEMMs over the micro-batch's pixels, depthwise and pooling kernels
-//! split output rows across whatever threads are idle (see `vigil_kernels::cpu`). Small
-//! micro-batches keep activations in cache; one stream alone still uses every thread.
-//! State stays in the [`SlotPool`] (the batch's states are moved out for the step and put
-//! back); activations live in one [`Workspace`] per concurrent micro-batch, sized on
-//! first use, so a warm step allocates nothing.
+//! micro-batches in parallel, each one op by op through the whole plan: pointwise
+//! convolutions are GEMMs over the micro-batch's pixels (weights packed once, at load, per
+//! weight of the plan's table), depthwise and pooling kernels split output rows across
+//! whatever threads are idle (see `vigil_kernels::cpu`). Small micro-batches keep
+//! activations in cache; one stream alone still uses every thread. State stays in the
+//! [`SlotPool`] (the batch's states are moved out for the step and put back); activations
+//! live in one `Workspace` per concurrent micro-batch — one vector per plan buffer,
+//! sized from the plan on first use — so a warm step allocates nothing.
 
 use std::sync::Arc;
 
-use vigil_kernels::cpu::{self as k, PackedWeights};
+use vigil_kernels::cpu::{self as kernels, PackedWeights};
 
 use crate::backend::Backend;
-use crate::model::{ActivationSizes, Model, Pointwise, Skip};
+use crate::model::Model;
+use crate::plan::{split_output, BufId, Op, Others, Plan, WeightId};
 use crate::session::{SlotPool, StreamState};
 use crate::{EngineError, Result};
 
-/// Activation buffers for one batch size, grown on demand, never shrunk.
+/// Activation buffers for one micro-batch size, one per plan buffer, grown on demand,
+/// never shrunk. The logits buffer stays empty: the last op writes the caller's logits.
 #[derive(Default)]
 struct Workspace {
     batch: usize,
-    input: Vec<f32>,
-    x: Vec<f32>,
-    x_next: Vec<f32>,
-    skip: Vec<f32>,
-    pooled: Vec<f32>,
-    e: Vec<f32>,
-    d: Vec<f32>,
-    t: Vec<f32>,
-    mean: Vec<f32>,
-    cum: Vec<f32>,
-    se_in: Vec<f32>,
-    se_mid: Vec<f32>,
-    gate: Vec<f32>,
-    head_mid: Vec<f32>,
+    bufs: Vec<Vec<f32>>,
 }
 
 impl Workspace {
-    fn ensure(&mut self, batch: usize, s: &ActivationSizes) {
-        if batch <= self.batch {
+    fn ensure(&mut self, batch: usize, plan: &Plan) {
+        if batch <= self.batch && self.bufs.len() == plan.buffers().len() {
             return;
         }
-        let grow = |v: &mut Vec<f32>, n: usize| v.resize(batch * n, 0.0);
-        grow(&mut self.input, s.input);
-        grow(&mut self.x, s.x);
-        grow(&mut self.x_next, s.x);
-        grow(&mut self.skip, s.skip);
-        grow(&mut self.pooled, s.pooled);
-        grow(&mut self.e, s.e);
-        grow(&mut self.d, s.d);
-        grow(&mut self.t, s.t);
-        grow(&mut self.mean, s.vec);
-        grow(&mut self.cum, s.vec);
-        grow(&mut self.se_in, s.se_in);
-        grow(&mut self.se_mid, s.se_mid);
-        grow(&mut self.gate, s.vec);
-        grow(&mut self.head_mid, s.head_mid);
+        self.bufs.resize_with(plan.buffers().len(), Vec::new);
+        for (i, (v, b)) in self.bufs.iter_mut().zip(plan.buffers()).enumerate() {
+            let n = if i == plan.logits().index() {
+                0
+            } else {
+                b.elements
+            };
+            v.resize(batch * n, 0.0);
+        }
         self.batch = batch;
     }
 }
 
-/// The model's 1x1 convolutions with weights packed for `pointwise_packed`, in the
-/// model's order (packed once, when the backend is built).
-struct Packed {
-    blocks: Vec<PackedBlock>,
-    head: [PackedWeights; 3],
-}
-
-struct PackedBlock {
-    expand: PackedWeights,
-    project: PackedWeights,
-    skip: Option<PackedWeights>,
-    se: Option<[PackedWeights; 2]>,
-}
-
-fn pack(p: &Pointwise) -> PackedWeights {
-    PackedWeights::pack(&p.w, p.cout, p.cin)
-}
-
-impl Packed {
-    fn of(model: &Model) -> Packed {
-        Packed {
-            blocks: model
-                .blocks
-                .iter()
-                .map(|b| PackedBlock {
-                    expand: pack(&b.expand),
-                    project: pack(&b.project),
-                    skip: match &b.skip {
-                        Skip::Project { conv, .. } => Some(pack(conv)),
-                        Skip::Identity => None,
-                    },
-                    se: b.se.as_ref().map(|se| [pack(&se.reduce), pack(&se.expand)]),
-                })
-                .collect(),
-            head: [
-                pack(&model.head.project),
-                pack(&model.head.dense1),
-                pack(&model.head.dense2),
-            ],
+/// The plan's 1x1 weights packed for `pointwise_packed`, by weight id: each weight that
+/// a pointwise op reads, packed once when the backend is built.
+fn pack(plan: &Plan) -> Vec<Option<PackedWeights>> {
+    let mut packed: Vec<Option<PackedWeights>> = vec![None; plan.weights().len()];
+    for s in plan.steps() {
+        if let Op::Pointwise { w, k, n, .. } = s.op {
+            let slot = &mut packed[w.index()];
+            if slot.is_none() {
+                *slot = Some(PackedWeights::pack(plan.values(w), n, k));
+            }
         }
     }
+    packed
 }
 
 /// Default largest micro-batch. Measured on a 2-core x86 machine (BENCHMARKS.md): one
@@ -120,10 +77,9 @@ pub struct CpuBackend {
     micro_batch: usize,
     /// the batch's states, moved out of the pool for one step (capacity reused)
     batch: Vec<StreamState>,
-    sizes: ActivationSizes,
-    packed: Packed,
-    /// `1 / pixels` per channel for each SE block's spatial mean
-    se_scales: Vec<Vec<f32>>,
+    plan: Plan,
+    /// packed 1x1 weights by weight id
+    packed: Vec<Option<PackedWeights>>,
 }
 
 impl CpuBackend {
@@ -145,15 +101,11 @@ impl CpuBackend {
                 backend: "cpu".into(),
                 why: format!("thread pool: {e}"),
             })?;
-        let se_scales = model
-            .blocks
-            .iter()
-            .map(|b| vec![1.0 / b.out_pixels() as f32; b.se.as_ref().map(|s| s.c).unwrap_or(0)])
-            .collect();
+        let plan = Plan::lower(&model)?;
         Ok(CpuBackend {
             state: SlotPool::default(),
-            sizes: model.activation_sizes(),
-            packed: Packed::of(&model),
+            packed: pack(&plan),
+            plan,
             model,
             pool,
             threads,
@@ -164,12 +116,16 @@ impl CpuBackend {
                 micro_batch
             },
             batch: Vec::new(),
-            se_scales,
         })
     }
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The plan this backend walks.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// How a batch of `b` streams is split: `(streams per group, streams per micro-batch)`.
@@ -188,7 +144,7 @@ impl CpuBackend {
             self.workspaces.resize_with(groups, Workspace::default);
         }
         for ws in &mut self.workspaces[..groups] {
-            ws.ensure(mb, &self.sizes);
+            ws.ensure(mb, &self.plan);
         }
         self.batch.reserve(batch);
     }
@@ -247,22 +203,21 @@ impl Backend for CpuBackend {
             ));
         }
         let CpuBackend {
-            model,
             pool,
             workspaces,
-            se_scales,
+            plan,
             packed,
             ..
         } = self;
-        let (model, se_scales, packed): (&Model, &[Vec<f32>], &Packed) = (model, se_scales, packed);
-        pool.install(|| {
+        let (plan, packed): (&Plan, &[Option<PackedWeights>]) = (plan, packed);
+        let ran = pool.install(|| {
             use rayon::prelude::*;
             batch
                 .par_chunks_mut(per_group)
                 .zip(frames.par_chunks(per_group))
                 .zip(logits.par_chunks_mut(per_group * classes))
                 .zip(workspaces.par_iter_mut())
-                .for_each(|(((states, frames), logits), ws)| {
+                .try_for_each(|(((states, frames), logits), ws)| {
                     for ((states, frames), logits) in states
                         .chunks_mut(mb)
                         .zip(frames.chunks(mb))
@@ -270,161 +225,225 @@ impl Backend for CpuBackend {
                     {
                         let _span =
                             tracing::trace_span!("micro_batch", streams = states.len()).entered();
-                        run_step(model, packed, se_scales, states, ws, frames, logits);
+                        run_step(plan, packed, states, ws, frames, logits)?;
                     }
-                });
+                    Ok(())
+                })
         });
+        let advance = ran.is_ok() as u64;
         for (mut st, &s) in batch.drain(..).zip(slots) {
-            st.frames += 1;
+            st.frames += advance;
             self.state.put(s, st);
         }
         self.batch = batch;
-        Ok(())
+        ran
     }
 }
 
-/// One micro-batch through the whole model. Per-stream state is touched one stream at a
-/// time (`temporal_causal` / `cumulative_pool` with a one-slot pool: the stream's own).
+/// One micro-batch through the whole plan: one exhaustive `match` over its ops. Per-stream
+/// state is touched one stream at a time (`temporal_causal` / `cumulative_pool` with a
+/// one-slot pool: the stream's own).
 fn run_step(
-    model: &Model,
-    packed: &Packed,
-    se_scales: &[Vec<f32>],
+    plan: &Plan,
+    packed: &[Option<PackedWeights>],
     states: &mut [StreamState],
     ws: &mut Workspace,
     frames: &[&[u8]],
     logits: &mut [f32],
-) {
+) -> Result<()> {
     let b = states.len();
-    let Workspace {
-        input,
-        x,
-        x_next,
-        skip,
-        pooled,
-        e,
-        d,
-        t,
-        mean,
-        cum,
-        se_in,
-        se_mid,
-        gate,
-        head_mid,
-        ..
-    } = ws;
-    k::preprocess_u8(frames, input);
-    let stem = &model.stem;
-    k::conv2d(
-        input, b, &stem.geom, stem.cin, &stem.w, &stem.bias, stem.cout, stem.act, x,
-    );
-
-    for (bi, (blk, pk)) in model.blocks.iter().zip(&packed.blocks).enumerate() {
-        let _span = tracing::trace_span!("block", name = %blk.name, batch = b).entered();
-        let (in_px, out_px, c) = (blk.in_pixels(), blk.out_pixels(), blk.in_c);
-        // residual path
-        let residual: &[f32] = match (&blk.skip, &pk.skip) {
-            (Skip::Project { pool, conv }, Some(pconv)) => {
-                let src: &[f32] = match pool {
-                    Some(g) => {
-                        k::avg_pool2d(x, b, g, c, pooled);
-                        pooled
-                    }
-                    None => x,
-                };
-                conv1x1(conv, pconv, src, b * out_px, None, skip);
-                skip
-            }
-            _ => x,
+    let bufs = &mut ws.bufs;
+    for (i, step) in plan.steps().iter().enumerate() {
+        let _span = tracing::trace_span!("op", layer = %step.layer, role = step.role).entered();
+        let bad = |why: &str| EngineError::Backend {
+            backend: "cpu".into(),
+            why: format!("plan op {i} ({}/{}): {why}", step.layer, step.role),
         };
-        conv1x1(&blk.expand, &pk.expand, x, b * in_px, None, e);
-        let sp = &blk.spatial;
-        k::depthwise2d(e, b, &sp.geom, sp.c, &sp.w, &sp.bias, sp.act, d);
-        let ce = sp.c;
-        let f: &mut Vec<f32> = match &blk.temporal {
-            Some(tl) => {
-                let n = tl.pixels * tl.c;
+        let w = |id: WeightId| plan.values(id);
+        match step.op {
+            Op::PreprocessU8 { y, .. } => {
+                let (_, y) = io(plan, bufs, &mut *logits, y).ok_or_else(|| bad("no output"))?;
+                kernels::preprocess_u8(frames, y);
+            }
+            Op::Conv2d {
+                x,
+                ref geom,
+                cin,
+                cout,
+                w: wt,
+                bias,
+                act,
+                y,
+            } => {
+                let (o, y) = io(plan, bufs, &mut *logits, y).ok_or_else(|| bad("no output"))?;
+                kernels::conv2d(
+                    read(&o, x, &bad)?,
+                    b,
+                    geom,
+                    cin,
+                    w(wt),
+                    w(bias),
+                    cout,
+                    act,
+                    y,
+                );
+            }
+            Op::Pointwise {
+                x,
+                rows,
+                k,
+                w: wt,
+                bias,
+                act,
+                residual,
+                gate,
+                y,
+                ..
+            } => {
+                if let Some(g) = gate {
+                    // channel_gate in place: the plan guarantees x is dead after this op
+                    let (o, xs) = split_output(bufs, x).ok_or_else(|| bad("input out of range"))?;
+                    kernels::channel_gate(xs, b, rows, k, read(&o, g.gate, &bad)?, g.scale);
+                }
+                let pw = packed
+                    .get(wt.index())
+                    .and_then(Option::as_ref)
+                    .ok_or_else(|| bad("weights not packed"))?;
+                let (o, y) = io(plan, bufs, &mut *logits, y).ok_or_else(|| bad("no output"))?;
+                let residual = match residual {
+                    Some(r) => Some(read(&o, r, &bad)?),
+                    None => None,
+                };
+                kernels::pointwise_packed(
+                    read(&o, x, &bad)?,
+                    b * rows,
+                    pw,
+                    w(bias),
+                    act,
+                    residual,
+                    y,
+                );
+            }
+            Op::Depthwise2d {
+                x,
+                ref geom,
+                c,
+                w: wt,
+                bias,
+                act,
+                y,
+            } => {
+                let (o, y) = io(plan, bufs, &mut *logits, y).ok_or_else(|| bad("no output"))?;
+                kernels::depthwise2d(read(&o, x, &bad)?, b, geom, c, w(wt), w(bias), act, y);
+            }
+            Op::AvgPool2d { x, ref geom, c, y } => {
+                let (o, y) = io(plan, bufs, &mut *logits, y).ok_or_else(|| bad("no output"))?;
+                kernels::avg_pool2d(read(&o, x, &bad)?, b, geom, c, y);
+            }
+            Op::TemporalCausal {
+                x,
+                pixels,
+                c,
+                kt,
+                w: wt,
+                bias,
+                act,
+                buffer,
+                y,
+            } => {
+                let (o, y) = io(plan, bufs, &mut *logits, y).ok_or_else(|| bad("no output"))?;
+                let (x, n) = (read(&o, x, &bad)?, pixels * c);
                 for (s, st) in states.iter_mut().enumerate() {
-                    let buf = &mut st.buffers[tl.buffer].data;
-                    let (cur, out) = (&d[s * n..(s + 1) * n], &mut t[s * n..(s + 1) * n]);
-                    let frames = [st.frames];
-                    k::temporal_causal(
-                        cur,
-                        tl.pixels,
-                        tl.c,
-                        tl.kt,
-                        &tl.w,
-                        &tl.bias,
-                        tl.act,
+                    let ring = &mut st
+                        .buffers
+                        .get_mut(buffer)
+                        .ok_or_else(|| bad("no such stream buffer"))?
+                        .data;
+                    kernels::temporal_causal(
+                        &x[s * n..(s + 1) * n],
+                        pixels,
+                        c,
+                        kt,
+                        w(wt),
+                        w(bias),
+                        act,
                         &[0],
-                        &frames,
-                        buf,
-                        out,
+                        &[st.frames],
+                        ring,
+                        &mut y[s * n..(s + 1) * n],
                     );
                 }
-                t
             }
-            None => d,
-        };
-        if let (Some(se), Some([preduce, pexpand])) = (&blk.se, &pk.se) {
-            k::spatial_mean(f, b, out_px, ce, &se_scales[bi], mean);
-            cumulative(states, se.pool, ce, mean, cum);
-            for s in 0..b {
-                let row = &mut se_in[s * 2 * ce..(s + 1) * 2 * ce];
-                let (first, second) = if se.cumulative_first {
-                    (&*cum, &*mean)
-                } else {
-                    (&*mean, &*cum)
-                };
-                row[..ce].copy_from_slice(&first[s * ce..(s + 1) * ce]);
-                row[ce..].copy_from_slice(&second[s * ce..(s + 1) * ce]);
+            Op::SpatialMean {
+                x,
+                pixels,
+                c,
+                scale,
+                y,
+            } => {
+                let (o, y) = io(plan, bufs, &mut *logits, y).ok_or_else(|| bad("no output"))?;
+                kernels::spatial_mean(read(&o, x, &bad)?, b, pixels, c, w(scale), y);
             }
-            conv1x1(&se.reduce, preduce, se_in, b, None, se_mid);
-            conv1x1(&se.expand, pexpand, se_mid, b, None, gate);
-            k::channel_gate(f, b, out_px, ce, gate, se.gate_scale);
+            Op::CumulativePool { x, c, pool, y } => {
+                let (o, y) = io(plan, bufs, &mut *logits, y).ok_or_else(|| bad("no output"))?;
+                let x = read(&o, x, &bad)?;
+                for (s, st) in states.iter_mut().enumerate() {
+                    let sums = &mut st
+                        .pools
+                        .get_mut(pool)
+                        .ok_or_else(|| bad("no such cumulative pool"))?
+                        .sums;
+                    let r = s * c..(s + 1) * c;
+                    kernels::cumulative_pool(&x[r.clone()], c, &[0], &[st.frames], sums, &mut y[r]);
+                }
+            }
+            Op::Concat {
+                first,
+                first_len,
+                second,
+                second_len,
+                y,
+            } => {
+                let (o, y) = io(plan, bufs, &mut *logits, y).ok_or_else(|| bad("no output"))?;
+                let (a, z) = (read(&o, first, &bad)?, read(&o, second, &bad)?);
+                let row = first_len + second_len;
+                for (s, out) in y[..b * row].chunks_exact_mut(row).enumerate() {
+                    out[..first_len].copy_from_slice(&a[s * first_len..(s + 1) * first_len]);
+                    out[first_len..].copy_from_slice(&z[s * second_len..(s + 1) * second_len]);
+                }
+            }
         }
-        conv1x1(
-            &blk.project,
-            &pk.project,
-            f,
-            b * out_px,
-            Some(residual),
-            x_next,
-        );
-        std::mem::swap(x, x_next);
     }
-
-    let h = &model.head;
-    let [pproject, pdense1, pdense2] = &packed.head;
-    conv1x1(&h.project, pproject, x, b * h.pixels, None, e);
-    k::spatial_mean(e, b, h.pixels, h.project.cout, &h.pool_scale, mean);
-    cumulative(states, h.pool, h.project.cout, mean, cum);
-    conv1x1(&h.dense1, pdense1, cum, b, None, head_mid);
-    conv1x1(&h.dense2, pdense2, head_mid, b, None, logits);
+    Ok(())
 }
 
-/// One 1x1 convolution (or dense layer) over `m` rows with its packed weights.
-fn conv1x1(
-    layer: &Pointwise,
-    packed: &PackedWeights,
-    x: &[f32],
-    m: usize,
-    residual: Option<&[f32]>,
-    y: &mut [f32],
-) {
-    k::pointwise_packed(x, m, packed, &layer.bias, layer.act, residual, y);
+/// The op's output — the caller's logits for the plan's logits buffer — beside read access
+/// to every other buffer; `None` when `y` is out of range.
+fn io<'a>(
+    plan: &Plan,
+    bufs: &'a mut [Vec<f32>],
+    logits: &'a mut [f32],
+    y: BufId,
+) -> Option<(Others<'a, Vec<f32>>, &'a mut [f32])> {
+    let (others, out) = split_output(bufs, y)?;
+    Some((
+        others,
+        if y == plan.logits() {
+            logits
+        } else {
+            out.as_mut_slice()
+        },
+    ))
 }
 
-/// `cumulative_pool` for each stream of a micro-batch, on its own pool `pool`.
-fn cumulative(states: &mut [StreamState], pool: usize, c: usize, mean: &[f32], cum: &mut [f32]) {
-    for (s, st) in states.iter_mut().enumerate() {
-        let range = s * c..(s + 1) * c;
-        k::cumulative_pool(
-            &mean[range.clone()],
-            c,
-            &[0],
-            &[st.frames],
-            &mut st.pools[pool].sums,
-            &mut cum[range],
-        );
-    }
+/// Buffer `x` among the `others` of an op (an op never reads its own output).
+fn read<'a>(
+    others: &Others<'a, Vec<f32>>,
+    x: BufId,
+    bad: &impl Fn(&str) -> EngineError,
+) -> Result<&'a [f32]> {
+    others
+        .get(x)
+        .map(Vec::as_slice)
+        .ok_or_else(|| bad("reads its own output"))
 }

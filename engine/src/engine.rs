@@ -53,6 +53,11 @@ pub struct EngineConfig {
     pub micro_batch: usize,
     /// Storage precision on the GPU (fp16 with fp32 accumulation, or fp32 to verify).
     pub precision: vigil_kernels::Precision,
+    /// Largest batch (streams per step) a scheduler should form; 0 = the device's
+    /// default ([`crate::DEFAULT_CPU_MAX_BATCH`] on the CPU, [`crate::DEFAULT_CUDA_MAX_BATCH`] on a GPU,
+    /// where it also sets how far the CUDA-graph buckets reach). [`Engine::max_batch`]
+    /// reports the value in force.
+    pub max_batch: usize,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +67,7 @@ impl Default for EngineConfig {
             threads: 0,
             micro_batch: 0,
             precision: vigil_kernels::Precision::F16,
+            max_batch: 0,
         }
     }
 }
@@ -75,6 +81,7 @@ pub struct Engine {
     steps: u64,
     /// scratch for a step's slot list, reused (no allocation per step once warm)
     batch_slots: Vec<usize>,
+    max_batch: usize,
 }
 
 impl Engine {
@@ -98,12 +105,17 @@ impl Engine {
                 }
             },
         };
-        Ok(Engine::with_backend(model, backend))
+        let mut engine = Engine::with_backend(model, backend);
+        if config.max_batch > 0 {
+            engine.max_batch = config.max_batch;
+        }
+        Ok(engine)
     }
 
-    /// Build an engine over an explicit backend.
+    /// Build an engine over an explicit backend (max batch: the backend's).
     pub fn with_backend(model: Arc<Model>, backend: Box<dyn Backend>) -> Engine {
         Engine {
+            max_batch: backend.max_batch(),
             model,
             backend,
             slots: Vec::new(),
@@ -111,6 +123,13 @@ impl Engine {
             steps: 0,
             batch_slots: Vec::new(),
         }
+    }
+
+    /// The largest batch a scheduler should form for this engine: [`EngineConfig::max_batch`],
+    /// or the backend's default ([`crate::DEFAULT_CPU_MAX_BATCH`], [`crate::DEFAULT_CUDA_MAX_BATCH`]).
+    /// [`Engine::step`] accepts larger batches; they may run less efficiently.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -255,8 +274,14 @@ impl Engine {
 
 #[cfg(feature = "cuda")]
 fn cuda_backend(model: &Arc<Model>, config: &EngineConfig) -> Result<Box<dyn Backend>> {
+    let max_batch = match config.max_batch {
+        0 => crate::backend::DEFAULT_CUDA_MAX_BATCH,
+        n => n,
+    };
     let cfg = crate::cuda::CudaConfig {
         precision: config.precision,
+        max_batch,
+        reserve_batch: max_batch.min(64),
         ..Default::default()
     };
     Ok(Box::new(crate::cuda::CudaBackend::new(

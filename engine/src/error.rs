@@ -50,6 +50,31 @@ pub enum EngineError {
     DeviceUnavailable { device: String, why: String },
     #[error("backend {backend} failed: {why}")]
     Backend { backend: String, why: String },
+    #[error("cannot lower the model into a plan at {layer}: {why} — its layers do not fit together (a hand-built Model, or a bug in import)")]
+    Plan { layer: String, why: String },
+    #[error("{path} is not a usable CLIP model: {why} — pass a Hugging Face CLIP or X-CLIP folder (config.json + model.safetensors), e.g. a local copy of openai/clip-vit-base-patch32")]
+    NotClip { path: PathBuf, why: String },
+    #[error("{path}: tensor `{tensor}` is missing ({model}) — model.safetensors does not match config.json; re-download the model folder")]
+    TensorMissing {
+        path: PathBuf,
+        tensor: String,
+        model: String,
+    },
+    #[error("{path}: tensor `{tensor}` has shape {found:?}, config.json implies {expected:?} — config.json and model.safetensors belong to different models")]
+    TensorShape {
+        path: PathBuf,
+        tensor: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("{path}: tensor `{tensor}` is {dtype} — CLIP weights must be F32, F16 or BF16")]
+    TensorDtype {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+    },
+    #[error("CLIP input: {0}")]
+    ClipInput(String),
     #[error("invalid configuration: {0}")]
     Config(String),
 }

@@ -80,3 +80,27 @@ fn a_stream_may_appear_once_per_batch() {
         .unwrap_err();
     assert!(err.to_string().contains("appears twice"), "{err}");
 }
+
+/// Issue 7: the max batch a scheduler should form is configurable; the CPU default stays
+/// at 64 and a larger batch still runs.
+#[test]
+fn max_batch_defaults_to_the_device_and_can_be_raised() {
+    use vigil_engine::{Engine, EngineConfig, DEFAULT_CPU_MAX_BATCH};
+    let m = model(K600);
+    assert_eq!(engine(&m, 1).max_batch(), DEFAULT_CPU_MAX_BATCH);
+    let mut e = Engine::new(
+        m.clone(),
+        &EngineConfig {
+            threads: 1,
+            max_batch: 2,
+            ..Default::default()
+        },
+    )
+    .expect("engine");
+    assert_eq!(e.max_batch(), 2);
+    let fx = fixture("k600__arm_wrestling_5fps.safetensors");
+    let s: Vec<_> = (0..3).map(|_| e.open_session().unwrap()).collect();
+    let mut out = vec![0.0; 3 * m.classes()];
+    e.step(&s, &[fx.frame(0); 3], &mut out)
+        .expect("a batch above the cap still runs");
+}

@@ -156,6 +156,9 @@ fn both_shared_models_import_with_their_structure() {
         "{}",
         s.mflops_per_frame
     );
+    let plan = s.plan.expect("the model lowers into a plan");
+    assert!(plan.ops > 15 * 3, "{} ops", plan.ops);
+    assert!(s.to_string().contains("ops per step"));
 }
 
 /// `--device cuda` without a driver is a clear error (not the panic `CudaContext::new`

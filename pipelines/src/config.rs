@@ -11,10 +11,12 @@
 //! enter = 0.6          # EMA score that starts an event (default 0.5)
 //! exit = 0.4           # EMA score below which it ends (default 0.3)
 //! smoothing = 0.4      # EMA weight of the newest frame (default 0.4)
+//! min_duration = 1.0   # seconds above `enter` before an event starts (default 1)
 //! labels = ["arm wrestling", "archery"]   # labels of interest; default: all
 //! ```
 //!
-//! Unknown keys are errors (a typo must not silently change behaviour).
+//! Relative `model` and `labels` paths are relative to the config file's directory
+//! (sources are taken as written). Unknown keys are errors (a typo must not silently change behaviour).
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +48,9 @@ pub struct StreamConfig {
     pub exit: Option<f32>,
     #[serde(default)]
     pub smoothing: Option<f32>,
+    /// Seconds above `enter` before an event starts.
+    #[serde(default)]
+    pub min_duration: Option<f64>,
     #[serde(default)]
     pub labels: Option<Vec<String>>,
 }
@@ -85,8 +90,21 @@ impl StreamConfig {
             enter: self.enter.unwrap_or(d.enter),
             exit: self.exit.unwrap_or(d.exit),
             alpha: self.smoothing.unwrap_or(d.alpha),
+            min_duration: self.min_duration().unwrap_or(d.min_duration),
             classes,
         }
+    }
+
+    /// `min_duration` as a duration (a negative or non-finite value becomes one that
+    /// [`EventConfig::validate`] refuses).
+    pub fn min_duration(&self) -> Option<std::time::Duration> {
+        self.min_duration.map(|s| {
+            if s.is_finite() && s >= 0.0 {
+                std::time::Duration::from_secs_f64(s.min(1e6))
+            } else {
+                std::time::Duration::MAX
+            }
+        })
     }
 
     fn err(&self, path: &Path, why: String) -> PipelineError {
@@ -114,7 +132,7 @@ impl WatchConfig {
         let mut cfg: WatchConfig = toml::from_str(text).map_err(|e| PipelineError::Config {
             path: path.to_path_buf(),
             why: e.to_string().trim().replace('\n', " "),
-            hint: "see `vigil watch --help` for the [[stream]] format (name, uri, fps, enter, exit, smoothing, labels)".into(),
+            hint: "see `vigil watch --help` for the [[stream]] format (name, uri, fps, enter, exit, smoothing, min_duration, labels)".into(),
         })?;
         if cfg.streams.is_empty() {
             return Err(PipelineError::Config {

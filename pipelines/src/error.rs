@@ -27,6 +27,25 @@ pub enum PipelineError {
         what: String,
         hint: String,
     },
+    /// A stream failed; its error, already formatted (stream, source, what, hint).
+    #[error("{0}")]
+    StreamFailed(String),
+    /// A GStreamer element property could not be set (unknown value, wrong type…).
+    #[error("{element} {property}: {why} — check the source options")]
+    Property {
+        element: String,
+        property: String,
+        why: String,
+    },
+    /// A stream of this name is already running.
+    #[error("stream {name:?} already exists — remove it first or pick another name")]
+    DuplicateStream { name: String },
+    /// No stream of this name.
+    #[error("no stream {name:?} — list the streams to see their names")]
+    UnknownStream { name: String },
+    /// The runtime is shutting down or has stopped.
+    #[error("the runtime is stopped — start a new one")]
+    RuntimeStopped,
     /// A GStreamer element the pipeline needs is not installed.
     #[error("GStreamer element {element:?} is not installed — install {package}")]
     MissingElement { element: String, package: String },
@@ -122,6 +141,10 @@ impl PipelineError {
             | PipelineError::Fixture { .. }
             | PipelineError::Config { .. }
             | PipelineError::Usage { .. }
+            | PipelineError::Property { .. }
+            | PipelineError::StreamFailed(_)
+            | PipelineError::DuplicateStream { .. }
+            | PipelineError::UnknownStream { .. }
             | PipelineError::Output { .. } => true,
             PipelineError::Engine(e) => matches!(
                 e,
@@ -135,6 +158,7 @@ impl PipelineError {
             PipelineError::Glib(_)
             | PipelineError::GlibBool(_)
             | PipelineError::StateChange(_)
+            | PipelineError::RuntimeStopped
             | PipelineError::Internal(_) => false,
         }
     }

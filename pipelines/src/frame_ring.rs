@@ -71,6 +71,9 @@ pub struct FrameRing {
     dropped: AtomicU64,
     closed: AtomicBool,
     consumer: Option<Unparker>,
+    epoch: Instant,
+    /// when the last frame was published, in ns since `epoch` (0 = never)
+    last_publish_ns: AtomicU64,
 }
 
 impl FrameRing {
@@ -101,6 +104,8 @@ impl FrameRing {
             dropped: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             consumer,
+            epoch: Instant::now(),
+            last_publish_ns: AtomicU64::new(0),
         }
     }
 
@@ -147,7 +152,9 @@ impl FrameRing {
     pub fn publish(&self, frame: Frame) {
         match self.filled.push(frame) {
             Ok(()) => {
-                self.published.fetch_add(1, Ordering::Relaxed);
+                let t = self.epoch.elapsed().as_nanos() as u64;
+                self.last_publish_ns.store(t.max(1), Ordering::Release);
+                self.published.fetch_add(1, Ordering::Release);
             }
             Err(frame) => {
                 // cannot happen with one producer (buffers = capacity + 2), but never lose a buffer
@@ -180,11 +187,28 @@ impl FrameRing {
         let _ = self.free.push(frame);
     }
 
-    /// Drop every waiting frame (after a reconnect the old frames belong to a dead session).
-    pub fn clear(&self) {
+    /// Drop every waiting frame (counted as dropped) and say how many there were.
+    pub fn clear(&self) -> u64 {
+        let mut n = 0;
         while let Some(f) = self.filled.pop() {
             let _ = self.free.push(f);
+            n += 1;
         }
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        n
+    }
+
+    /// When the producer last published a frame (`None` before the first).
+    pub fn last_publish(&self) -> Option<Instant> {
+        match self.last_publish_ns.load(Ordering::Acquire) {
+            0 => None,
+            ns => Some(self.epoch + Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Is the ring closed?
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Stop producers from waiting; later `acquire` calls return `None` once no buffer is free.
@@ -194,7 +218,7 @@ impl FrameRing {
 
     /// Frames handed to the consumer so far.
     pub fn published(&self) -> u64 {
-        self.published.load(Ordering::Relaxed)
+        self.published.load(Ordering::Acquire)
     }
 
     /// Frames overwritten before the consumer saw them.

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use vigil_pipelines::frame_ring::{DropPolicy, FrameRing};
+use vigil_pipelines::reconnect::{run_stream, StreamCtx};
 use vigil_pipelines::resample::Rate;
-use vigil_pipelines::source::{
-    self, SourceSpec, StreamCtx, StreamOptions, StreamState, StreamStatus,
-};
+use vigil_pipelines::source::{SourceSpec, StreamOptions};
+use vigil_pipelines::status::StreamStatus;
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -137,7 +137,7 @@ fn pixel_fidelity_frames_identical_through_gstreamer() {
         status: status.clone(),
         stop: Arc::new(AtomicBool::new(false)),
     };
-    let t = std::thread::spawn(move || source::run_stream(ctx));
+    let t = std::thread::spawn(move || run_stream(ctx));
     let mut got = 0;
     let end = Instant::now() + LIMIT;
     while Instant::now() < end {
@@ -150,7 +150,7 @@ fn pixel_fidelity_frames_identical_through_gstreamer() {
                 got += 1;
                 ring.recycle(f);
             }
-            None if matches!(status.state(), StreamState::Ended | StreamState::Failed) => break,
+            None if status.phase().is_terminal() => break,
             None => std::thread::sleep(Duration::from_millis(1)),
         }
     }

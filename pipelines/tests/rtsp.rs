@@ -53,34 +53,19 @@ fn rtsp_h265_stream_reaches_same_label() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let h265 = dir.path().join("arm_wrestling.h265.mp4");
-    let status = std::process::Command::new("gst-launch-1.0")
-        .args(["-q", "filesrc"])
-        .arg(format!("location={}", clip("arm_wrestling.mp4")))
-        .args([
-            "!",
+    // x265enc is in gstreamer1.0-plugins-bad
+    gst_transform(
+        &clip("arm_wrestling.mp4"),
+        &[
             "qtdemux",
-            "!",
             "h264parse",
-            "!",
             "avdec_h264",
-            "!",
             "videoconvert",
-            "!",
-            "x265enc",
-            "speed-preset=ultrafast",
-            "!",
+            "x265enc speed-preset=ultrafast",
             "h265parse",
-            "!",
             "mp4mux",
-            "!",
-            "filesink",
-        ])
-        .arg(format!("location={}", h265.display()))
-        .status()
-        .expect("gst-launch-1.0 is needed to transcode the clip");
-    assert!(
-        status.success(),
-        "x265enc (gstreamer1.0-plugins-bad) is needed"
+        ],
+        &h265,
     );
     let server = RtspServer::start(
         free_port(),
@@ -208,5 +193,89 @@ fn eight_mixed_streams_each_end_with_their_label() {
     for (stream, label) in &expect {
         assert_eq!(r.final_top1(Some(stream)), *label, "stream {stream}");
     }
+    server.stop();
+}
+
+/// Issue 8, defect 5: an outage showed only as stderr warnings, drops only in the final
+/// line, and an event open at the loss stayed open until the reconnect (24 s later, with
+/// the PTS of before the loss). Now: status lines on every change, periodic stats, and
+/// open events closed at the loss with `"reason":"stream lost"`.
+#[test]
+fn stream_loss_reported_in_status_lines_and_open_events_closed() {
+    let _serial = serial();
+    let port = free_port();
+    let mounts = [("arm", clip("arm_wrestling.mp4"))];
+    let server = RtspServer::start(port, &mounts);
+    let url = server.url("arm");
+    let mut live = Live::spawn(&[
+        "watch",
+        &url,
+        "--model",
+        &k600_model(),
+        "--labels",
+        &k600_labels(),
+        "--format",
+        "jsonl",
+        "--events-only",
+        "--event-labels",
+        "arm wrestling",
+        "--enter",
+        "0.3",
+        "--exit",
+        "0.05",
+        "--min-duration",
+        "0",
+        "--stats-interval",
+        "1",
+    ]);
+    let cam = format!("127.0.0.1:{port}/arm");
+    let is =
+        |v: &serde_json::Value, status: &str| v["stream"] == cam.as_str() && v["status"] == status;
+    let connected = live.wait_for(Duration::from_secs(30), |v| is(v, "connected"));
+    assert!(connected.is_some(), "no `connected` status line");
+    let start = live.wait_for(Duration::from_secs(30), |v| v["event"] == "start");
+    assert!(start.is_some(), "no event started");
+    let stats = live.wait_for(Duration::from_secs(10), |v| v["stats"] == true);
+    let stats = stats.expect("a periodic stats line").1;
+    for k in ["frames", "dropped", "dropped_since", "fps", "status"] {
+        assert!(stats.get(k).is_some(), "{k} missing: {stats}");
+    }
+
+    server.stop();
+    let stopped = Instant::now();
+    let (mut ended, mut lost) = (None, None);
+    while (ended.is_none() || lost.is_none()) && stopped.elapsed() < Duration::from_secs(20) {
+        if let Ok((t, v)) = live.lines.recv_timeout(Duration::from_millis(200)) {
+            if v["event"] == "end" {
+                ended = Some((t, v));
+            } else if is(&v, "reconnecting") {
+                lost = Some((t, v));
+            }
+        }
+    }
+    let (t_end, end) = ended.expect("the open event was not closed at the loss");
+    assert_eq!(end["reason"], "stream lost", "{end}");
+    let (_, lost) = lost.expect("no `reconnecting` status line");
+    assert!(
+        lost["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{lost}"
+    );
+    assert!(
+        lost.get("dropped").is_some() && lost.get("frames").is_some(),
+        "{lost}"
+    );
+    assert!(
+        t_end.duration_since(stopped) < Duration::from_secs(15),
+        "closed {:?} after the loss",
+        t_end.duration_since(stopped)
+    );
+
+    let server = RtspServer::start(port, &mounts);
+    let back = live.wait_for(Duration::from_secs(20), |v| is(v, "connected"));
+    assert!(
+        back.is_some(),
+        "no `connected` status line after the restart"
+    );
+    assert_eq!(live.interrupt(Duration::from_secs(20)), Some(0));
     server.stop();
 }

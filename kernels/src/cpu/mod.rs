@@ -26,6 +26,12 @@ pub mod preprocess;
 pub mod reduce;
 pub mod temporal;
 pub mod window2d;
+// transformer kernels (CLIP / X-CLIP): attention, GELU family, layer/L2 norms, blocked linear, exp/erf
+pub mod attention;
+pub mod gelu;
+pub mod layernorm;
+pub mod linear;
+pub mod mathfn;
 
 #[cfg(test)]
 mod test_util;

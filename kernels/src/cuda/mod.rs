@@ -15,6 +15,9 @@
 //!   sums are always fp32; weights and activations use the storage type.
 //! - [`nvrtc`] — the embedded sources, [`nvrtc::compile_only`] / [`nvrtc::nvrtc_check`]
 //!   (NVRTC only, no driver/GPU: CI), library lookup and include-dir discovery.
+//! - [`ptxas`] / [`occupancy`] — the static resource gate: ptxas's per-kernel registers,
+//!   shared memory, stack and spills (NVRTC `-v`, no GPU) and the theoretical occupancy
+//!   they give at each kernel's launch block size on sm_80/86/89/90.
 //! - [`twins`] — CPU twins of the fused GPU kernels, composed from [`crate::cpu`].
 //! - [`KernelError`] — the crate's one error enum.
 //! - [`driver_available`] / [`open_context`] — probe libcuda without panicking.
@@ -22,6 +25,8 @@
 mod error;
 mod launch;
 pub mod nvrtc;
+pub mod occupancy;
+pub mod ptxas;
 pub mod twins;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

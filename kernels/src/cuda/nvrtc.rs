@@ -224,22 +224,38 @@ fn extra_options() -> Vec<String> {
 /// Compile every source for `arch` (`"sm_80"` → CUBIN, `"compute_80"` → PTX) with
 /// `cuda_fp16.h` from `include`. Needs libnvrtc only — no driver, no GPU.
 pub fn compile_for(arch: &str, include: &Path) -> Result<Compiled, KernelError> {
+    compile_for_with(arch, include, &[])
+}
+
+/// [`compile_for`] with extra NVRTC options after the standard ones, e.g.
+/// `["--ptxas-options=-v"]` for ptxas's per-kernel resource report in the log (see
+/// [`super::ptxas`]).
+pub fn compile_for_with(
+    arch: &str,
+    include: &Path,
+    extra: &[&str],
+) -> Result<Compiled, KernelError> {
     let root: String = SOURCES
         .iter()
         .filter(|(name, _)| name.ends_with(".cu"))
         .map(|(name, _)| format!("#include \"{name}\"\n"))
         .collect();
-    compile_program(&root, arch, include)
+    compile_program(&root, arch, include, extra)
 }
 
 /// Compile one standalone source (every file of [`SOURCES`] is available to it as an
 /// `#include`) for `arch`. Used to test error reporting and to try out kernels.
 pub fn compile_source(src: &str, arch: &str) -> Result<Compiled, KernelError> {
     nvrtc_available()?;
-    compile_program(src, arch, &find_include_dir()?)
+    compile_program(src, arch, &find_include_dir()?, &[])
 }
 
-fn compile_program(root: &str, arch: &str, include: &Path) -> Result<Compiled, KernelError> {
+fn compile_program(
+    root: &str,
+    arch: &str,
+    include: &Path,
+    extra: &[&str],
+) -> Result<Compiled, KernelError> {
     nvrtc_available()?;
     let is_cubin = arch.starts_with("sm_");
     if !is_cubin && !arch.starts_with("compute_") {
@@ -270,6 +286,7 @@ fn compile_program(root: &str, arch: &str, include: &Path) -> Result<Compiled, K
         "-lineinfo".to_string(),
     ]
     .into_iter()
+    .chain(extra.iter().map(|o| o.to_string()))
     .chain(extra_options())
     .collect::<Vec<_>>();
     let options_c = options

@@ -43,8 +43,11 @@ pub fn k600_labels() -> String {
         .into_owned()
 }
 
+/// The binary under test: this build's `vigil`, or `$VIGIL_BIN` (to check that a
+/// regression test fails on an older build).
 pub fn vigil() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    let bin = std::env::var_os("VIGIL_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vigil").into());
+    let mut c = Command::new(bin);
     if std::env::var_os("VIGIL_LOG").is_none() {
         c.env("VIGIL_LOG", "warn");
     }
@@ -200,6 +203,26 @@ impl Drop for Live {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `gst-launch-1.0 -q filesrc location=SRC ! STEPS… ! filesink location=DST` (e.g. a
+/// remux or transcode of a shared clip into a temp dir); panics when it fails.
+pub fn gst_transform(src: &str, steps: &[&str], dst: &std::path::Path) {
+    let mut args: Vec<String> = vec!["-q".into(), "filesrc".into(), format!("location={src}")];
+    for s in steps {
+        args.push("!".into());
+        args.extend(s.split_whitespace().map(String::from));
+    }
+    args.extend([
+        "!".into(),
+        "filesink".into(),
+        format!("location={}", dst.display()),
+    ]);
+    let status = Command::new("gst-launch-1.0")
+        .args(&args)
+        .status()
+        .expect("gst-launch-1.0 (gstreamer1.0-tools) is needed");
+    assert!(status.success(), "gst-launch-1.0 {args:?} failed");
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.

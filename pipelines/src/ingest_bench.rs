@@ -7,19 +7,21 @@
 //! which turns frames/s into frames per CPU-second and hence into "how many cameras at
 //! their native rate one core can ingest" (decoding cost follows the native rate, not the
 //! sampled one).
+//!
+//! It runs on the [`Runtime`] like every other command: one stream, and a subscription to
+//! its label records (the latency measurement) and its end.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use vigil_engine::Engine;
 
-use crate::frame_ring::{DropPolicy, FrameRing};
 use crate::resample::Rate;
-use crate::source::{
-    self, Aspect, SourceSpec, StreamCtx, StreamOptions, StreamState, StreamStatus,
+use crate::runtime::{
+    Kinds, Overflow, Runtime, RuntimeEvent, RuntimeOptions, StreamSetup, SubscriptionOptions,
 };
+use crate::source::{Aspect, SourceSpec, StreamOptions};
 use crate::{PipelineError, Result};
 
 /// What to measure.
@@ -120,96 +122,81 @@ fn percentile(sorted: &[f32], p: f64) -> Option<f64> {
 }
 
 /// Run the source for `cfg.seconds` (files loop), optionally classifying every delivered
-/// frame with `engine` on one session.
+/// frame with `engine`. `stop` ends the measurement early (a signal).
 pub fn run(
     spec: &SourceSpec,
     cfg: &IngestConfig,
-    mut engine: Option<Engine>,
-    stop: Arc<AtomicBool>,
+    engine: Option<Engine>,
+    stop: &AtomicBool,
 ) -> Result<IngestReport> {
-    let frame_bytes = cfg.size * cfg.size * 3;
     let live = spec.is_live();
-    let policy = if live {
-        DropPolicy::DropOldest
-    } else {
-        DropPolicy::Block
+    let with_engine = engine.is_some();
+    let options = RuntimeOptions {
+        batch: crate::scheduler::BatchPolicy {
+            max_batch: 1,
+            max_wait: Duration::ZERO,
+        },
+        file_ring: 4,
+        ..Default::default()
     };
-    let parker = crossbeam::sync::Parker::new();
-    let ring = Arc::new(FrameRing::new(
-        4,
-        frame_bytes,
-        policy,
-        Some(parker.unparker().clone()),
-    ));
-    let status = Arc::new(StreamStatus::default());
+    let rt = match engine {
+        Some(e) => Runtime::start(e, options)?,
+        None => Runtime::start_ingest_only(cfg.size, options)?,
+    };
+    let sub = rt.subscribe(SubscriptionOptions {
+        kinds: Kinds {
+            labels: true,
+            ends: true,
+            ..Kinds::NONE
+        },
+        capacity: 4096,
+        overflow: Overflow::Block,
+        ..Default::default()
+    });
     let mut opts = StreamOptions::new(cfg.size, cfg.rate);
     opts.aspect = cfg.aspect;
     opts.looping = !live;
-    let local_stop = Arc::new(AtomicBool::new(false));
-    let ctx = StreamCtx {
-        name: "ingest".into(),
-        spec: spec.clone(),
-        opts,
-        ring: ring.clone(),
-        status: status.clone(),
-        stop: local_stop.clone(),
-    };
-    let (sid, mut logits) = match engine.as_mut() {
-        Some(e) => (Some(e.open_session()?), vec![0f32; e.classes()]),
-        None => (None, Vec::new()),
-    };
     let mut latencies: Vec<f32> = Vec::with_capacity(1 << 16);
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
-    let handle = std::thread::Builder::new()
-        .name("ingest-bench".into())
-        .spawn(move || source::run_stream(ctx))
-        .map_err(|e| PipelineError::Internal(format!("cannot start ingest thread: {e}")))?;
+    rt.add_stream(StreamSetup {
+        name: "ingest".into(),
+        source: spec.clone(),
+        options: opts,
+        events: None,
+    })?;
     let limit = Duration::from_secs_f64(cfg.seconds);
     let mut delivered = 0u64;
-    let mut step_err = None;
+    let mut end_error = None;
     while t0.elapsed() < limit && !stop.load(Ordering::Acquire) {
-        match ring.pop() {
-            Some(frame) => {
+        match sub.recv_timeout(Duration::from_millis(20)) {
+            Ok(RuntimeEvent::Label(l)) => {
                 delivered += 1;
-                if let (Some(e), Some(id)) = (engine.as_mut(), sid) {
-                    if let Err(err) = e.step(&[id], &[frame.data()], &mut logits) {
-                        step_err = Some(err);
-                        ring.recycle(frame);
-                        break;
-                    }
-                    if latencies.len() < latencies.capacity() {
-                        latencies.push(frame.arrived.elapsed().as_secs_f32() * 1e3);
-                    }
+                if with_engine && latencies.len() < latencies.capacity() {
+                    latencies.push(l.latency.as_secs_f32() * 1e3);
                 }
-                ring.recycle(frame);
             }
-            None => {
-                if matches!(status.state(), StreamState::Ended | StreamState::Failed) {
-                    break;
-                }
-                parker.park_timeout(Duration::from_millis(5));
+            Ok(RuntimeEvent::End(e)) => {
+                end_error = e.error;
+                break;
             }
+            Ok(_) | Err(false) => {}
+            Err(true) => break,
         }
     }
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
-    let decoded = status.decoded.load(Ordering::Relaxed);
-    local_stop.store(true, Ordering::Release);
-    ring.close();
-    if handle.join().is_err() {
-        return Err(PipelineError::Internal("the ingest thread panicked".into()));
-    }
-    if let Some(e) = step_err {
-        return Err(e.into());
-    }
-    if let Some(e) = status.take_error() {
-        return Err(e);
+    let info = rt.stream("ingest");
+    drop(sub);
+    rt.shutdown()?;
+    let (decoded, native) = info.map(|i| (i.decoded, i.native_fps)).unwrap_or((0, None));
+    if let Some(e) = end_error {
+        return Err(PipelineError::StreamFailed(e));
     }
     if decoded == 0 {
         return Err(PipelineError::Stream {
             stream: "ingest".into(),
-            uri: spec.raw.clone(),
+            uri: spec.shown.clone(),
             what: "no frame was decoded".into(),
             hint: "check that the source plays with gst-launch-1.0".into(),
         });
@@ -219,12 +206,11 @@ pub fn run(
         .map(|n| n.get())
         .unwrap_or(1);
     let per_core = if cpu > 0.0 { decoded as f64 / cpu } else { 0.0 };
-    let native = status.native_fps();
     let cams = native
         .filter(|&n| n > 0.0 && per_core > 0.0)
         .map(|n| per_core / n);
     Ok(IngestReport {
-        source: spec.raw.clone(),
+        source: spec.shown.clone(),
         seconds: wall,
         frames_decoded: decoded,
         decoded_fps: decoded as f64 / wall,
@@ -237,7 +223,7 @@ pub fn run(
         decoded_fps_per_core: per_core,
         cameras_per_core: cams,
         cameras_per_machine: cams.map(|c| c * cores as f64),
-        cpu_includes_inference: engine.is_some(),
+        cpu_includes_inference: with_engine,
         frames_inferred: latencies.len() as u64,
         latency_ms_p50: percentile(&latencies, 0.5),
         latency_ms_p99: percentile(&latencies, 0.99),

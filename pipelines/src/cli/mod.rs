@@ -1,29 +1,33 @@
 //! The `vigil` command line: [`Cli`] (clap derive) and [`run`], which turns parsed
-//! arguments into a validated plan and executes it. `main.rs` only maps the result to an
-//! exit code.
+//! arguments into validated stream setups and runs them on the [`crate::runtime`].
+//! `main.rs` only maps the [`Outcome`] to an exit code.
 //!
 //! Subcommands: `inspect` (model summary), `classify` (fixture or sources to the end),
-//! `watch` (long-running, events, reconnects), `bench` (engine step benchmark, or
-//! `--ingest` decode throughput).
+//! `watch` (long-running, events, reconnects, status lines), `bench` (engine step
+//! benchmark, or `--ingest` decode throughput). `streams` runs a set of streams on a
+//! runtime with a writer thread and the process's signal handling.
+
+mod streams;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use vigil_engine::{Device, Engine, EngineConfig, Labels, Model, Precision};
 
 use crate::config::WatchConfig;
-use crate::events::{softmax_into, Event, EventConfig, EventDetector};
-use crate::frame_ring::{DropPolicy, Frame, FrameRing};
+use crate::events::EventConfig;
 use crate::output::{Format, Output};
 use crate::resample::Rate;
-use crate::scheduler::{BatchPolicy, FrameSink, Lane, Scheduler};
-use crate::source::{
-    self, Aspect, RtspTransport, SourceKind, SourceSpec, StreamCtx, StreamOptions, StreamStatus,
-};
-use crate::{ingest, PipelineError, Result};
+use crate::runtime::{StreamSetup, MAX_TOP};
+use crate::scheduler::{BatchPolicy, DEFAULT_MAX_BATCH, MAX_BATCH_LIMIT};
+use crate::source::{Aspect, RtspTransport, SourceKind, SourceSpec, StreamOptions};
+use crate::{ingest_bench, PipelineError, Result};
+
+pub use streams::say;
+use streams::{run_streams, RunMode};
 
 /// Streaming video action recognition with causal MoViNet stream models.
 #[derive(Debug, Parser)]
@@ -62,7 +66,7 @@ pub struct EngineArgs {
     /// Compute device: cpu, cuda or auto.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: Device,
-    /// Worker threads for the CPU backend (0 = all cores).
+    /// Worker threads for the CPU backend (0 = all cores; more than the cores is capped).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// GPU storage precision: fp16 (fp32 accumulation) or fp32 (verification mode).
@@ -78,8 +82,8 @@ pub struct OutputArgs {
     /// Include raw logits in JSON records.
     #[arg(long)]
     pub logits: bool,
-    /// How many top classes to report.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    /// How many top classes to report (at most 20).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=MAX_TOP as i64))]
     pub top: u16,
     /// Output format (default: jsonl; text for `watch` on a terminal).
     #[arg(long, value_enum)]
@@ -106,18 +110,21 @@ pub struct StreamArgs {
     /// RTSP jitter-buffer latency in milliseconds.
     #[arg(long, default_value_t = 200)]
     pub latency_ms: u32,
-    /// Largest cross-stream batch.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub max_batch: u16,
-    /// Longest a ready frame waits for others to fill a batch, in milliseconds.
+    /// Largest cross-stream batch (default: 16 on the CPU, 4096 on a GPU).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_LIMIT as i64))]
+    pub max_batch: Option<u32>,
+    /// Longest a ready frame waits for other streams that are due, in milliseconds.
     #[arg(long, default_value_t = 10)]
     pub max_wait_ms: u64,
+    /// Stop after this many seconds (the results are complete up to then).
+    #[arg(long, value_parser = parse_seconds)]
+    pub duration: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
 pub struct ClassifyArgs {
     /// Sources: a .safetensors fixture, video files, file://, rtsp://, v4l2:///dev/videoN,
-    /// test:[pattern=ball,fps=30,…], gst:<fragment producing raw video>.
+    /// test:[pattern=ball,fps=30,…], gst:FRAGMENT (a GStreamer fragment producing raw video).
     #[arg(required = true)]
     pub sources: Vec<String>,
     #[command(flatten)]
@@ -132,7 +139,8 @@ pub struct ClassifyArgs {
 pub struct WatchArgs {
     /// Sources (as for classify); with --config, added to the configured streams.
     pub sources: Vec<String>,
-    /// cameras.toml with [[stream]] entries (name, uri, fps, enter, exit, smoothing, labels).
+    /// cameras.toml with `[[stream]]` entries (name, uri, fps, enter, exit, smoothing,
+    /// min_duration, labels); its relative paths are relative to the file.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Default EMA score that starts an event.
@@ -144,7 +152,16 @@ pub struct WatchArgs {
     /// Default EMA weight of the newest frame.
     #[arg(long, default_value_t = 0.4)]
     pub smoothing: f32,
-    /// Only print events and final lines, not every frame.
+    /// Seconds the smoothed score must stay above --enter before an event starts.
+    #[arg(long, value_parser = parse_seconds_or_zero, default_value = "1")]
+    pub min_duration: Duration,
+    /// Only report events of these labels (repeat, or separate with commas); default all.
+    #[arg(long = "event-labels", value_delimiter = ',')]
+    pub event_labels: Vec<String>,
+    /// Seconds between per-stream stats lines (frames, drops, fps); 0 = none.
+    #[arg(long, value_parser = parse_seconds_or_zero, default_value = "10")]
+    pub stats_interval: Duration,
+    /// Only print events, status, stats and final lines, not every frame.
     #[arg(long)]
     pub events_only: bool,
     #[command(flatten)]
@@ -195,29 +212,28 @@ fn parse_rate(s: &str) -> std::result::Result<Rate, String> {
     s.parse::<Rate>()
 }
 
+fn parse_seconds_or_zero(s: &str) -> std::result::Result<Duration, String> {
+    match s.trim_end_matches('s').parse::<f64>() {
+        Ok(x) if x >= 0.0 && x.is_finite() && x < 1e9 => Ok(Duration::from_secs_f64(x)),
+        _ => Err(format!("{s:?} is not a number of seconds")),
+    }
+}
+
+fn parse_seconds(s: &str) -> std::result::Result<Duration, String> {
+    match parse_seconds_or_zero(s)? {
+        d if d.is_zero() => Err("must be more than 0 seconds".into()),
+        d => Ok(d),
+    }
+}
+
 /// What a finished command reports to `main`.
 #[derive(Debug, Default)]
 pub struct Outcome {
     /// Streams that failed (their errors were already printed).
     pub failed_streams: usize,
-}
-
-/// Set by Ctrl-C (SIGINT) or SIGTERM; a second signal exits at once.
-fn stop_flag() -> Result<Arc<AtomicBool>> {
-    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-    if let Some(s) = STOP.get() {
-        return Ok(s.clone());
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let handler_stop = stop.clone();
-    ctrlc::set_handler(move || {
-        if handler_stop.swap(true, Ordering::AcqRel) {
-            std::process::exit(130);
-        }
-        eprintln!("vigil: interrupted — draining (Ctrl-C again to quit at once)");
-    })
-    .map_err(|e| PipelineError::Internal(format!("cannot install the Ctrl-C handler: {e}")))?;
-    Ok(STOP.get_or_init(|| stop).clone())
+    /// Some results are partial (interrupted, or an input ended early): `classify`
+    /// exits 3.
+    pub partial: bool,
 }
 
 /// Execute parsed arguments.
@@ -249,18 +265,65 @@ fn load_labels(path: Option<&Path>, classes: usize) -> Result<Labels> {
     }
 }
 
+/// Cores of this machine.
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// `--threads`, capped at the cores (more threads than cores only slow every step and
+/// make the process slow to stop).
+fn cpu_threads(requested: usize) -> usize {
+    let cores = cores();
+    if requested > cores {
+        say(&format!(
+            "--threads {requested} is more than the {cores} cores here — using {cores}"
+        ));
+        cores
+    } else {
+        requested
+    }
+}
+
 fn make_engine(model: Arc<Model>, args: &EngineArgs) -> Result<Engine> {
+    make_engine_for(model, args, None)
+}
+
+/// [`make_engine`] sized for batches of up to `max_batch` streams (`--max-batch`): on a
+/// GPU this sets the workspace and how far the CUDA-graph buckets reach.
+fn make_engine_for(
+    model: Arc<Model>,
+    args: &EngineArgs,
+    max_batch: Option<u32>,
+) -> Result<Engine> {
     let engine = Engine::new(
         model,
         &EngineConfig {
             device: args.device,
-            threads: args.threads,
+            threads: cpu_threads(args.threads),
             precision: args.precision,
+            max_batch: max_batch.map_or(0, |n| n as usize),
             ..Default::default()
         },
     )?;
     tracing::info!(device = %engine.device_name(), "engine ready");
     Ok(engine)
+}
+
+/// The batch policy for `engine`: `--max-batch`, else 16 on the CPU and the engine's
+/// default on a GPU (4096).
+fn batch_policy(a: &StreamArgs, engine: &Engine) -> BatchPolicy {
+    let gpu = !engine.device_name().starts_with("cpu");
+    let default = if gpu {
+        engine.max_batch()
+    } else {
+        DEFAULT_MAX_BATCH
+    };
+    BatchPolicy {
+        max_batch: a.max_batch.map_or(default, |n| n as usize),
+        max_wait: Duration::from_millis(a.max_wait_ms),
+    }
 }
 
 fn open_output(args: &OutputArgs, default: Format, labels: Labels) -> Result<(Output, bool)> {
@@ -301,16 +364,27 @@ fn open_output(args: &OutputArgs, default: Format, labels: Labels) -> Result<(Ou
     }
 }
 
-fn require_model<'a>(engine: &'a EngineArgs, fallback: Option<&'a PathBuf>) -> Result<&'a Path> {
+fn require_model<'a>(
+    engine: &'a EngineArgs,
+    fallback: Option<&'a PathBuf>,
+    config: Option<&Path>,
+) -> Result<&'a Path> {
     engine
         .model
         .as_deref()
         .or(fallback.map(|p| p.as_path()))
-        .ok_or_else(|| {
-            PipelineError::usage(
+        .ok_or_else(|| match config {
+            Some(c) => PipelineError::usage(
+                format!("no model given and {} sets none", c.display()),
+                format!(
+                    "pass --model path/to/movinet_*_stream*.tflite, or add `model = \"path/to/model.tflite\"` to {} (relative to that file)",
+                    c.display()
+                ),
+            ),
+            None => PipelineError::usage(
                 "no model given",
                 "pass --model path/to/movinet_*_stream*.tflite",
-            )
+            ),
         })
 }
 
@@ -337,9 +411,25 @@ fn classify(a: &ClassifyArgs) -> Result<Outcome> {
     if specs.is_empty() {
         return Ok(Outcome {
             failed_streams: bad_sources,
+            ..Default::default()
         });
     }
-    let model_path = require_model(&a.engine, None)?;
+    if a.stream.duration.is_none() {
+        if let Some(endless) = specs.iter().find(|s| s.is_endless()) {
+            let hint = match endless.kind {
+                SourceKind::Test { .. } => "pass --duration SECONDS or num-buffers=N (test:…,num-buffers=150), or use `vigil watch`",
+                _ => "pass --duration SECONDS, or use `vigil watch` to run until Ctrl-C",
+            };
+            return Err(PipelineError::usage(
+                format!(
+                    "{} is a live source that never ends, and classify runs its sources to their end",
+                    endless.shown
+                ),
+                hint,
+            ));
+        }
+    }
+    let model_path = require_model(&a.engine, None, None)?;
     let model = load_model(model_path)?;
     let labels = load_labels(a.output.labels.as_deref(), model.classes())?;
     let fixtures = specs
@@ -358,26 +448,35 @@ fn classify(a: &ClassifyArgs) -> Result<Outcome> {
             return classify_fixture(path, model, &a.engine, &mut out);
         }
     }
-    let (out, _) = open_output(&a.output, Format::Jsonl, labels)?;
+    let (out, _) = open_output(&a.output, Format::Jsonl, labels.clone())?;
     let rate = a.stream.fps.unwrap_or(Rate::Fps(model.default_fps()));
     let names = unique_names(specs.iter().map(|s| s.default_name()));
-    let plans = specs
+    let setups = specs
         .into_iter()
         .zip(names)
-        .map(|(spec, name)| {
-            let mut opts = stream_options(&a.stream, model.input_size(), rate);
-            opts.reconnect_on_eos = false;
-            opts.retry_initial = false;
-            StreamPlan {
+        .map(|(source, name)| {
+            let mut options = stream_options(&a.stream, model.input_size(), rate);
+            options.reconnect_on_eos = false;
+            options.retry_initial = false;
+            StreamSetup {
                 name,
-                spec,
-                opts,
+                source,
+                options,
                 events: None,
             }
         })
         .collect();
-    let engine = make_engine(model, &a.engine)?;
-    let mut outcome = run_streams(engine, plans, out, &a.stream, false)?;
+    let engine = make_engine_for(model, &a.engine, a.stream.max_batch)?;
+    let mode = RunMode {
+        labels_out: true,
+        logits: a.output.logits,
+        stats_interval: None,
+        duration: a.stream.duration,
+        partial_is_failure: true,
+        top_k: a.output.top as usize,
+    };
+    let batch = batch_policy(&a.stream, &engine);
+    let mut outcome = run_streams(engine, labels, batch, setups, out, Vec::new(), &mode)?;
     outcome.failed_streams += bad_sources;
     Ok(outcome)
 }
@@ -421,6 +520,23 @@ fn classify_fixture(
     Ok(Outcome::default())
 }
 
+/// Class indices of `names` in `labels`; `what` says where they came from.
+fn resolve_labels(
+    names: &[String],
+    labels: &Labels,
+    bad: impl Fn(String) -> PipelineError,
+) -> Result<Vec<usize>> {
+    names
+        .iter()
+        .map(|n| {
+            let n = n.trim();
+            (0..labels.len())
+                .find(|&i| labels.name(i) == n)
+                .ok_or_else(|| bad(format!("label {n:?} is not in the label file")))
+        })
+        .collect()
+}
+
 fn watch(a: &WatchArgs) -> Result<Outcome> {
     let config = match &a.config {
         Some(p) => Some((p.clone(), WatchConfig::load(p)?)),
@@ -436,6 +552,7 @@ fn watch(a: &WatchArgs) -> Result<Outcome> {
     let model_path = require_model(
         &a.engine,
         config.as_ref().and_then(|(_, c)| c.model.as_ref()),
+        config.as_ref().map(|(p, _)| p.as_path()),
     )?;
     let model = load_model(model_path)?;
     let labels_path = a
@@ -445,92 +562,113 @@ fn watch(a: &WatchArgs) -> Result<Outcome> {
         .or_else(|| config.as_ref().and_then(|(_, c)| c.labels.clone()));
     let labels = load_labels(labels_path.as_deref(), model.classes())?;
     let default_rate = a.stream.fps.unwrap_or(Rate::Fps(model.default_fps()));
+    let cli_classes = if a.event_labels.is_empty() {
+        None
+    } else {
+        Some(resolve_labels(&a.event_labels, &labels, |why| {
+            PipelineError::usage(
+                format!("--event-labels: {why}"),
+                "use labels exactly as written in the label file (and pass --labels)",
+            )
+        })?)
+    };
     let default_events = EventConfig {
         enter: a.enter,
         exit: a.exit,
         alpha: a.smoothing,
-        classes: None,
+        min_duration: a.min_duration,
+        classes: cli_classes.clone(),
     };
-    default_events
-        .validate()
-        .map_err(|why| PipelineError::usage(why, "adjust --enter/--exit/--smoothing"))?;
+    default_events.validate().map_err(|why| {
+        PipelineError::usage(why, "adjust --enter/--exit/--smoothing/--min-duration")
+    })?;
 
-    let mut plans = Vec::new();
+    let mut setups = Vec::new();
+    // streams whose source cannot even be parsed: reported, the others run
+    let mut unusable: Vec<(String, String, String)> = Vec::new();
     if let Some((path, cfg)) = &config {
         for s in &cfg.streams {
-            let spec = SourceSpec::parse(&s.uri).map_err(|e| PipelineError::Config {
-                path: path.clone(),
-                why: format!("stream {:?}: {e}", s.name),
-                hint: "fix its uri".into(),
-            })?;
             let classes = match &s.labels {
-                None => None,
-                Some(names) => Some(
-                    names
-                        .iter()
-                        .map(|n| {
-                            (0..model.classes()).find(|&i| labels.name(i) == n).ok_or_else(|| PipelineError::Config {
-                                path: path.clone(),
-                                why: format!("stream {:?}: label {n:?} is not in the label file", s.name),
-                                hint: "use labels exactly as written in the label file (and pass --labels)".into(),
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?,
-                ),
+                None => cli_classes.clone(),
+                Some(names) => Some(resolve_labels(names, &labels, |why| {
+                    PipelineError::Config {
+                        path: path.clone(),
+                        why: format!("stream {:?}: {why}", s.name),
+                        hint: "use labels exactly as written in the label file (and pass --labels)"
+                            .into(),
+                    }
+                })?),
             };
             let ev = EventConfig {
                 enter: s.enter.unwrap_or(a.enter),
                 exit: s.exit.unwrap_or(a.exit),
                 alpha: s.smoothing.unwrap_or(a.smoothing),
+                min_duration: s.min_duration().unwrap_or(a.min_duration),
                 classes,
             };
             ev.validate().map_err(|why| PipelineError::Config {
                 path: path.clone(),
                 why: format!("stream {:?}: {why}", s.name),
-                hint: "fix enter/exit/smoothing".into(),
+                hint: "fix enter/exit/smoothing/min_duration".into(),
             })?;
             let rate = s.rate(path)?.unwrap_or(default_rate);
-            plans.push(StreamPlan {
-                name: s.name.clone(),
-                spec,
-                opts: stream_options(&a.stream, model.input_size(), rate),
-                events: Some(ev),
-            });
+            match SourceSpec::parse(&s.uri) {
+                Ok(source) => setups.push(StreamSetup {
+                    name: s.name.clone(),
+                    source,
+                    options: stream_options(&a.stream, model.input_size(), rate),
+                    events: Some(ev),
+                }),
+                Err(e) => {
+                    let why = format!("config {}: stream {:?}: {e}", path.display(), s.name);
+                    unusable.push((s.name.clone(), crate::redact::redact(&s.uri), why));
+                }
+            }
         }
     }
-    let taken: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let taken: Vec<String> = setups.iter().map(|p| p.name.clone()).collect();
     let names = unique_names(
         taken
             .iter()
             .cloned()
             .chain(cli_specs.iter().map(|s| s.default_name())),
     );
-    for (spec, name) in cli_specs
+    for (source, name) in cli_specs
         .into_iter()
         .zip(names.into_iter().skip(taken.len()))
     {
-        plans.push(StreamPlan {
+        setups.push(StreamSetup {
             name,
-            spec,
-            opts: stream_options(&a.stream, model.input_size(), default_rate),
+            source,
+            options: stream_options(&a.stream, model.input_size(), default_rate),
             events: Some(default_events.clone()),
         });
     }
-    for p in &mut plans {
-        p.opts.reconnect_on_eos = true;
-        p.opts.retry_initial = true;
+    for s in &mut setups {
+        s.options.reconnect_on_eos = true;
+        s.options.retry_initial = true;
     }
     let tty_default = if a.output.out.is_none() && std::io::stdout().is_terminal() {
         Format::Text
     } else {
         Format::Jsonl
     };
-    let (mut out, tty) = open_output(&a.output, tty_default, labels)?;
+    let (mut out, tty) = open_output(&a.output, tty_default, labels.clone())?;
     if tty && !a.events_only {
-        out.live(plans.len());
+        let names: Vec<String> = setups.iter().map(|s| s.name.clone()).collect();
+        out.live(&names, None);
     }
-    let engine = make_engine(model, &a.engine)?;
-    let mut outcome = run_streams(engine, plans, out, &a.stream, a.events_only)?;
+    let engine = make_engine_for(model, &a.engine, a.stream.max_batch)?;
+    let mode = RunMode {
+        labels_out: !a.events_only,
+        logits: a.output.logits,
+        stats_interval: Some(a.stats_interval).filter(|d| !d.is_zero()),
+        duration: a.stream.duration,
+        partial_is_failure: false,
+        top_k: a.output.top as usize,
+    };
+    let batch = batch_policy(&a.stream, &engine);
+    let mut outcome = run_streams(engine, labels, batch, setups, out, unusable, &mode)?;
     outcome.failed_streams += bad_sources;
     Ok(outcome)
 }
@@ -547,7 +685,7 @@ fn parse_sources(sources: &[String]) -> Result<(Vec<SourceSpec>, usize)> {
         match SourceSpec::parse(s) {
             Ok(spec) => specs.push(spec),
             Err(e) => {
-                eprintln!("vigil: {e}");
+                say(&e.to_string());
                 bad += 1;
             }
         }
@@ -579,177 +717,10 @@ fn unique_names(names: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
-struct StreamPlan {
-    name: String,
-    spec: SourceSpec,
-    opts: StreamOptions,
-    events: Option<EventConfig>,
-}
-
-/// Start one ingest thread per plan, schedule them all on `engine` until every stream ended
-/// (or Ctrl-C), then join the threads.
-fn run_streams(
-    mut engine: Engine,
-    plans: Vec<StreamPlan>,
-    out: Output,
-    sargs: &StreamArgs,
-    events_only: bool,
-) -> Result<Outcome> {
-    source::init_gstreamer()?;
-    let stop = stop_flag()?;
-    let policy = BatchPolicy {
-        max_batch: sargs.max_batch as usize,
-        max_wait: std::time::Duration::from_millis(sargs.max_wait_ms),
-    };
-    let mut scheduler = Scheduler::new(policy);
-    let frame_bytes = engine.model().frame_bytes();
-    let classes = engine.classes();
-    let mut lanes = Vec::with_capacity(plans.len());
-    let mut threads = Vec::with_capacity(plans.len());
-    let mut detectors = Vec::with_capacity(plans.len());
-    for plan in plans {
-        let live = plan.spec.is_live();
-        let (capacity, policy) = if live {
-            (4, DropPolicy::DropOldest)
-        } else {
-            (2, DropPolicy::Block)
-        };
-        let ring = Arc::new(FrameRing::new(
-            capacity,
-            frame_bytes,
-            policy,
-            Some(scheduler.unparker()),
-        ));
-        let status = Arc::new(StreamStatus::default());
-        tracing::info!(stream = %plan.name, source = %plan.spec.raw, rate = %plan.opts.rate, live, "starting stream");
-        let ctx = StreamCtx {
-            name: plan.name.clone(),
-            spec: plan.spec,
-            opts: plan.opts,
-            ring: ring.clone(),
-            status: status.clone(),
-            stop: stop.clone(),
-        };
-        let handle = std::thread::Builder::new()
-            .name(format!("ingest-{}", plan.name))
-            .spawn(move || source::run_stream(ctx))
-            .map_err(|e| PipelineError::Internal(format!("cannot start ingest thread: {e}")))?;
-        threads.push(handle);
-        detectors.push(plan.events.map(|cfg| EventDetector::new(cfg, classes)));
-        lanes.push(Lane::new(plan.name, ring, status));
-    }
-    let mut reporter = Reporter {
-        out,
-        detectors,
-        probs: Vec::with_capacity(classes),
-        events: Vec::with_capacity(16),
-        last_logits: (0..lanes.len()).map(|_| vec![0f32; classes]).collect(),
-        has_logits: vec![false; lanes.len()],
-        last_pts: vec![0; lanes.len()],
-        failed: 0,
-        events_only,
-    };
-    let result = scheduler.run(&mut engine, &mut lanes, &mut reporter);
-    if result.is_err() {
-        stop.store(true, Ordering::Release);
-        for lane in &lanes {
-            lane.ring.close();
-        }
-    }
-    for t in threads {
-        if t.join().is_err() {
-            return Err(PipelineError::Internal("an ingest thread panicked".into()));
-        }
-    }
-    result?;
-    Ok(Outcome {
-        failed_streams: reporter.failed,
-    })
-}
-
-/// The [`FrameSink`] of classify/watch: output records, events, final lines.
-struct Reporter {
-    out: Output,
-    detectors: Vec<Option<EventDetector>>,
-    probs: Vec<f32>,
-    events: Vec<Event>,
-    last_logits: Vec<Vec<f32>>,
-    has_logits: Vec<bool>,
-    last_pts: Vec<u64>,
-    failed: usize,
-    events_only: bool,
-}
-
-impl Reporter {
-    fn flush_events(&mut self, name: &str, pts: u64) -> Result<()> {
-        for i in 0..self.events.len() {
-            let ev = self.events[i];
-            self.out.event(name, &ev, pts)?;
-        }
-        self.events.clear();
-        Ok(())
-    }
-}
-
-impl FrameSink for Reporter {
-    fn on_frame(&mut self, lane: usize, name: &str, frame: &Frame, logits: &[f32]) -> Result<()> {
-        let latency_ms = frame.arrived.elapsed().as_secs_f64() * 1e3;
-        if !self.events_only {
-            self.out
-                .frame(lane, name, frame.seq, frame.pts_ns, latency_ms, logits)?;
-        }
-        if let Some(Some(det)) = self.detectors.get_mut(lane) {
-            softmax_into(logits, &mut self.probs);
-            det.update(&self.probs, &mut self.events);
-        }
-        self.flush_events(name, frame.pts_ns)?;
-        self.last_logits[lane].copy_from_slice(logits);
-        self.has_logits[lane] = true;
-        self.last_pts[lane] = frame.pts_ns;
-        Ok(())
-    }
-
-    fn on_reset(&mut self, lane: usize, name: &str) -> Result<()> {
-        if let Some(Some(det)) = self.detectors.get_mut(lane) {
-            det.reset(&mut self.events);
-        }
-        let pts = self.last_pts[lane];
-        self.flush_events(name, pts)
-    }
-
-    fn on_end(
-        &mut self,
-        lane: usize,
-        name: &str,
-        frames: u64,
-        dropped: u64,
-        error: Option<PipelineError>,
-    ) -> Result<()> {
-        if let Some(Some(det)) = self.detectors.get_mut(lane) {
-            det.finish(&mut self.events);
-        }
-        let pts = self.last_pts[lane];
-        self.flush_events(name, pts)?;
-        if let Some(e) = &error {
-            self.failed += 1;
-            eprintln!("vigil: {e}");
-        }
-        if error.is_none() || frames > 0 {
-            let logits = self.has_logits[lane].then(|| self.last_logits[lane].as_slice());
-            self.out.stream_final(name, frames, dropped, logits)?;
-        }
-        tracing::info!(stream = name, frames, dropped, "stream finished");
-        Ok(())
-    }
-}
-
 fn bench(a: &BenchArgs) -> Result<Outcome> {
-    let threads = if a.engine.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        a.engine.threads
+    let threads = match cpu_threads(a.engine.threads) {
+        0 => cores(),
+        n => n,
     };
     if !(a.seconds > 0.0 && a.seconds.is_finite()) {
         return Err(PipelineError::usage(
@@ -771,15 +742,14 @@ fn bench(a: &BenchArgs) -> Result<Outcome> {
             Some(m) => Some(make_engine(m, &a.engine)?),
             None => None,
         };
-        source::init_gstreamer()?;
-        let stop = stop_flag()?;
-        let cfg = ingest::IngestConfig {
+        let cfg = ingest_bench::IngestConfig {
             seconds: a.seconds,
             rate,
             size,
             aspect: Aspect::Squash,
         };
-        let report = ingest::run(&spec, &cfg, engine, stop)?;
+        let stop = streams::install_signals()?;
+        let report = ingest_bench::run(&spec, &cfg, engine, stop)?;
         print_report(&report, a.json)?;
         return Ok(Outcome::default());
     }
@@ -789,7 +759,7 @@ fn bench(a: &BenchArgs) -> Result<Outcome> {
             "bench at least one stream",
         ));
     }
-    let model_path = require_model(&a.engine, None)?;
+    let model_path = require_model(&a.engine, None, None)?;
     let model = load_model(model_path)?;
     let name = model_path
         .file_stem()
@@ -824,6 +794,7 @@ fn print_report<R: std::fmt::Display + serde::Serialize>(report: &R, json: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::DEFAULT_MIN_DURATION;
 
     #[test]
     fn cli_parses() {
@@ -840,6 +811,44 @@ mod tests {
         assert_eq!(a.output.top, 3);
         assert!(Cli::try_parse_from(["vigil", "classify", "a.mp4", "--device", "tpu"]).is_err());
         assert!(Cli::try_parse_from(["vigil", "classify", "a.mp4", "--fps", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["vigil", "classify", "a.mp4", "--top", "21"]).is_err());
+    }
+
+    #[test]
+    fn max_batch_goes_to_thousands_for_gpus() {
+        let c = Cli::try_parse_from(["vigil", "watch", "test:", "--max-batch", "4096"]).unwrap();
+        let Command::Watch(a) = c.command else {
+            panic!()
+        };
+        assert_eq!(a.stream.max_batch, Some(4096));
+        assert!(Cli::try_parse_from(["vigil", "watch", "test:", "--max-batch", "0"]).is_err());
+    }
+
+    #[test]
+    fn watch_event_flags_parse() {
+        let c = Cli::try_parse_from([
+            "vigil",
+            "watch",
+            "test:",
+            "--event-labels",
+            "arm wrestling,archery",
+            "--event-labels",
+            "abseiling",
+            "--min-duration",
+            "0.5",
+        ])
+        .unwrap();
+        let Command::Watch(a) = c.command else {
+            panic!()
+        };
+        assert_eq!(a.event_labels, ["arm wrestling", "archery", "abseiling"]);
+        assert_eq!(a.min_duration, Duration::from_millis(500));
+        assert_eq!(a.stats_interval, Duration::from_secs(10));
+        let d = Cli::try_parse_from(["vigil", "watch", "test:"]).unwrap();
+        let Command::Watch(d) = d.command else {
+            panic!()
+        };
+        assert_eq!(d.min_duration, DEFAULT_MIN_DURATION);
     }
 
     #[test]
