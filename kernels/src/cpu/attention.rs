@@ -7,9 +7,9 @@
 use rayon::prelude::*;
 
 use super::isa::simd_dispatch;
-use super::Isa;
 use super::mathfn::exp;
 use super::tasks::{task_rows, SendPtr};
+use super::Isa;
 
 /// Longest key/value sequence [`attention`] takes (scores live on the stack). ViT-L/14
 /// at 336 px has 577 tokens.
@@ -179,7 +179,18 @@ pub fn attention(
                     };
                     continue;
                 }
-                attend_row(Isa::active(), qi, kb, k.stride, vb, v.stride, kv, scale, &mut scores, o);
+                attend_row(
+                    Isa::active(),
+                    qi,
+                    kb,
+                    k.stride,
+                    vb,
+                    v.stride,
+                    kv,
+                    scale,
+                    &mut scores,
+                    o,
+                );
             }
         });
 }

@@ -6,8 +6,8 @@
 use rayon::prelude::*;
 
 use super::isa::simd_dispatch;
-use super::Isa;
 use super::tasks::{task_rows, SendPtr};
+use super::Isa;
 
 /// Sum of `xs` in eight independent lanes (vectorizes; a sequential sum would not).
 #[inline(always)]

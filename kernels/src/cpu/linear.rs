@@ -17,8 +17,8 @@ use rayon::prelude::*;
 
 use super::gelu::Gelu;
 use super::isa::simd_dispatch;
-use super::Isa as CpuIsa;
 use super::tasks::{SendPtr, TASKS_PER_THREAD};
+use super::Isa as CpuIsa;
 
 /// Output columns per packed panel.
 pub const NR: usize = 32;
