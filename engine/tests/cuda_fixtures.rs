@@ -17,7 +17,7 @@ fn cuda_engine(m: &Arc<Model>, precision: Precision) -> Option<Engine> {
         m.clone(),
         &EngineConfig {
             device: Device::Cuda,
-            precision,
+            precision: precision.into(),
             ..Default::default()
         },
     ) {
