@@ -149,6 +149,7 @@ impl PipelineError {
             PipelineError::Engine(e) => matches!(
                 e,
                 EngineError::DeviceUnavailable { .. }
+                    | EngineError::Precision { .. }
                     | EngineError::Config(_)
                     | EngineError::Io { .. }
                     | EngineError::NotTflite { .. }

@@ -5,14 +5,17 @@
 //! are compared with the fixture's float oracle (top-1 agreement, worst relative L2).
 //! `VIGIL_CPU_ISA=scalar|avx2|avx512` forces the CPU kernels' instruction set.
 //!
-//! usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R] [--micro-batch M] [--accuracy]
+//! `--precision` picks the engine's arithmetic (`auto|fp32|fp16|bf16`, see
+//! `ComputePrecision`).
+//!
+//! usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R] [--micro-batch M] [--precision P] [--accuracy]
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use vigil_engine::fixture::Fixture;
-use vigil_engine::{Engine, EngineConfig, Model};
+use vigil_engine::{ComputePrecision, Engine, EngineConfig, Model};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,7 +25,13 @@ fn main() -> anyhow::Result<()> {
             .and_then(|i| args.get(i + 1))
             .and_then(|v| v.parse().ok())
     };
-    const VALUED: [&str; 4] = ["--streams", "--threads", "--rounds", "--micro-batch"];
+    const VALUED: [&str; 5] = [
+        "--streams",
+        "--threads",
+        "--rounds",
+        "--micro-batch",
+        "--precision",
+    ];
     if let Some(bad) = args
         .iter()
         .find(|a| a.starts_with("--") && !VALUED.contains(&a.as_str()) && *a != "--accuracy")
@@ -33,6 +42,11 @@ fn main() -> anyhow::Result<()> {
     let threads: usize = flag("--threads").unwrap_or(1);
     let rounds: usize = flag("--rounds").unwrap_or(0);
     let micro_batch: usize = flag("--micro-batch").unwrap_or(0);
+    let precision = match args.iter().position(|a| a == "--precision") {
+        Some(i) => ComputePrecision::parse(args.get(i + 1).map_or("", |s| s.as_str()))
+            .map_err(anyhow::Error::msg)?,
+        None => ComputePrecision::Auto,
+    };
     let pos: Vec<&String> = args
         .iter()
         .enumerate()
@@ -41,7 +55,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let (Some(model_path), Some(fixture)) = (pos.first(), pos.get(1)) else {
         anyhow::bail!(
-            "usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R] [--micro-batch M] [--accuracy]"
+            "usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R] [--micro-batch M] [--precision P] [--accuracy]"
         );
     };
     let model = Arc::new(Model::load(&PathBuf::from(model_path))?);
@@ -51,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         &EngineConfig {
             threads,
             micro_batch,
+            precision,
             ..Default::default()
         },
     )?;

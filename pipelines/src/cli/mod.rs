@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use vigil_engine::{Device, Engine, EngineConfig, Labels, Model, Precision};
+use vigil_engine::{ComputePrecision, Device, Engine, EngineConfig, Labels, Model};
 
 use crate::config::WatchConfig;
 use crate::events::EventConfig;
@@ -69,9 +69,10 @@ pub struct EngineArgs {
     /// Worker threads for the CPU backend (0 = all cores; more than the cores is capped).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// GPU storage precision: fp16 (fp32 accumulation) or fp32 (verification mode).
-    #[arg(long, default_value = "fp16", value_parser = parse_precision)]
-    pub precision: Precision,
+    /// Arithmetic: auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16 (GPU: fp16 storage,
+    /// fp32 accumulation) or bf16 (CPU with AVX-512 BF16: bf16 GEMM inputs, fp32 accumulation).
+    #[arg(long, default_value = "auto", value_parser = ComputePrecision::parse)]
+    pub precision: ComputePrecision,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -200,14 +201,6 @@ fn parse_device(s: &str) -> std::result::Result<Device, String> {
     s.parse::<Device>().map_err(|e| e.to_string())
 }
 
-fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
-    match s {
-        "fp16" | "f16" => Ok(Precision::F16),
-        "fp32" | "f32" => Ok(Precision::F32),
-        other => Err(format!("unknown precision {other:?} — use fp16 or fp32")),
-    }
-}
-
 fn parse_rate(s: &str) -> std::result::Result<Rate, String> {
     s.parse::<Rate>()
 }
@@ -292,11 +285,7 @@ fn make_engine(model: Arc<Model>, args: &EngineArgs) -> Result<Engine> {
 
 /// [`make_engine`] sized for batches of up to `max_batch` streams (`--max-batch`): on a
 /// GPU this sets the workspace and how far the CUDA-graph buckets reach.
-fn make_engine_for(
-    model: Arc<Model>,
-    args: &EngineArgs,
-    max_batch: Option<u32>,
-) -> Result<Engine> {
+fn make_engine_for(model: Arc<Model>, args: &EngineArgs, max_batch: Option<u32>) -> Result<Engine> {
     let engine = Engine::new(
         model,
         &EngineConfig {
