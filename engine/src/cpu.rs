@@ -1,5 +1,8 @@
-//! [`CpuBackend`]: the float32 multi-threaded backend — one exhaustive `match` over the
-//! ops of the model's [`Plan`].
+//! [`CpuBackend`]: the multi-threaded CPU backend — one exhaustive `match` over the ops of
+//! the model's [`Plan`]. Its kernels run at the CPU's instruction set ([`Isa::active`]:
+//! AVX-512, AVX2 or portable, `VIGIL_CPU_ISA` lowers it); the 1x1 GEMMs multiply in fp32
+//! or, on AVX-512 BF16, in bf16 with fp32 accumulation ([`GemmPrecision`]); everything
+//! else (depthwise, temporal, pools, state) stays fp32.
 //!
 //! A step splits the batch into micro-batches of a few streams, and runs the
 //! micro-batches in parallel, each one op by op through the whole plan: pointwise
@@ -13,7 +16,7 @@
 
 use std::sync::Arc;
 
-use vigil_kernels::cpu::{self as kernels, PackedWeights};
+use vigil_kernels::cpu::{self as kernels, GemmPrecision, Isa, PackedWeights};
 
 use crate::backend::Backend;
 use crate::model::Model;
@@ -49,17 +52,25 @@ impl Workspace {
 
 /// The plan's 1x1 weights packed for `pointwise_packed`, by weight id: each weight that
 /// a pointwise op reads, packed once when the backend is built.
-fn pack(plan: &Plan) -> Vec<Option<PackedWeights>> {
+fn pack(plan: &Plan, isa: Isa, gemm: GemmPrecision) -> Result<Vec<Option<PackedWeights>>> {
     let mut packed: Vec<Option<PackedWeights>> = vec![None; plan.weights().len()];
     for s in plan.steps() {
         if let Op::Pointwise { w, k, n, .. } = s.op {
             let slot = &mut packed[w.index()];
             if slot.is_none() {
-                *slot = Some(PackedWeights::pack(plan.values(w), n, k));
+                let p = PackedWeights::pack_for(isa, gemm, plan.values(w), n, k).map_err(|e| {
+                    EngineError::Precision {
+                        precision: gemm.name(),
+                        device: "cpu".into(),
+                        why: e.to_string(),
+                        hint: "use --precision fp32",
+                    }
+                })?;
+                *slot = Some(p);
             }
         }
     }
-    packed
+    Ok(packed)
 }
 
 /// Default largest micro-batch. Measured on a 2-core x86 machine (BENCHMARKS.md): one
@@ -80,12 +91,26 @@ pub struct CpuBackend {
     plan: Plan,
     /// packed 1x1 weights by weight id
     packed: Vec<Option<PackedWeights>>,
+    /// instruction set of the kernels, precision of the 1x1 GEMMs
+    isa: Isa,
+    gemm: GemmPrecision,
 }
 
 impl CpuBackend {
-    /// `threads = 0` uses one thread per core; `micro_batch = 0` uses
+    /// An fp32 backend: `threads = 0` uses one thread per core; `micro_batch = 0` uses
     /// [`DEFAULT_MICRO_BATCH`].
     pub fn new(model: Arc<Model>, threads: usize, micro_batch: usize) -> Result<CpuBackend> {
+        CpuBackend::with_precision(model, threads, micro_batch, GemmPrecision::F32)
+    }
+
+    /// A backend whose 1x1 GEMMs multiply in `gemm` (bf16 needs AVX-512 BF16 at
+    /// [`Isa::active`]; an error otherwise).
+    pub fn with_precision(
+        model: Arc<Model>,
+        threads: usize,
+        micro_batch: usize,
+        gemm: GemmPrecision,
+    ) -> Result<CpuBackend> {
         let threads = if threads == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -102,9 +127,12 @@ impl CpuBackend {
                 why: format!("thread pool: {e}"),
             })?;
         let plan = Plan::lower(&model)?;
+        let isa = Isa::active();
         Ok(CpuBackend {
             state: SlotPool::default(),
-            packed: pack(&plan),
+            packed: pack(&plan, isa, gemm)?,
+            isa,
+            gemm,
             plan,
             model,
             pool,
@@ -121,6 +149,16 @@ impl CpuBackend {
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The instruction set the kernels run at.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// What the 1x1 GEMMs multiply in.
+    pub fn gemm_precision(&self) -> GemmPrecision {
+        self.gemm
     }
 
     /// The plan this backend walks.
@@ -152,7 +190,12 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     fn name(&self) -> String {
-        format!("cpu ({} threads)", self.threads)
+        format!(
+            "cpu ({} threads, {}, {})",
+            self.threads,
+            self.isa,
+            self.gemm.name()
+        )
     }
 
     fn open_slot(&mut self, slot: usize) -> Result<()> {

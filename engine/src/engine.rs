@@ -5,9 +5,12 @@
 
 use std::sync::Arc;
 
+use vigil_kernels::cpu::Isa;
+
 use crate::backend::{Backend, Device};
 use crate::cpu::CpuBackend;
 use crate::model::Model;
+use crate::precision::ComputePrecision;
 use crate::{EngineError, Result};
 
 /// Identifies one stream's session in an [`Engine`]: its slot and the slot's generation,
@@ -51,8 +54,9 @@ pub struct EngineConfig {
     pub threads: usize,
     /// Largest micro-batch the CPU backend runs through the model at once; 0 = default.
     pub micro_batch: usize,
-    /// Storage precision on the GPU (fp16 with fp32 accumulation, or fp32 to verify).
-    pub precision: vigil_kernels::Precision,
+    /// The arithmetic to run in: `Auto` is fp16 storage on a GPU and fp32 on the CPU;
+    /// fp16 is GPU-only, bf16 CPU-only (AVX-512 BF16). See [`ComputePrecision`].
+    pub precision: ComputePrecision,
     /// Largest batch (streams per step) a scheduler should form; 0 = the device's
     /// default ([`crate::DEFAULT_CPU_MAX_BATCH`] on the CPU, [`crate::DEFAULT_CUDA_MAX_BATCH`] on a GPU,
     /// where it also sets how far the CUDA-graph buckets reach). [`Engine::max_batch`]
@@ -66,7 +70,7 @@ impl Default for EngineConfig {
             device: Device::Cpu,
             threads: 0,
             micro_batch: 0,
-            precision: vigil_kernels::Precision::F16,
+            precision: ComputePrecision::Auto,
             max_batch: 0,
         }
     }
@@ -87,18 +91,31 @@ pub struct Engine {
 impl Engine {
     /// Build an engine for `model` on the configured device.
     pub fn new(model: Arc<Model>, config: &EngineConfig) -> Result<Engine> {
+        let precision = config.precision;
         let cpu = |model: &Arc<Model>| -> Result<Box<dyn Backend>> {
-            Ok(Box::new(CpuBackend::new(
+            let gemm = precision.for_cpu(Isa::active())?;
+            Ok(Box::new(CpuBackend::with_precision(
                 model.clone(),
                 config.threads,
                 config.micro_batch,
+                gemm,
             )?))
         };
         let backend: Box<dyn Backend> = match config.device {
             Device::Cpu => cpu(&model)?,
-            Device::Cuda => cuda_backend(&model, config)?,
-            Device::Auto => match cuda_backend(&model, config) {
+            Device::Cuda => cuda_backend(&model, config, precision.for_gpu()?)?,
+            // bf16 runs on the CPU only: no GPU to try
+            Device::Auto if precision == ComputePrecision::Bf16 => cpu(&model)?,
+            Device::Auto => match cuda_backend(&model, config, precision.for_gpu()?) {
                 Ok(b) => b,
+                Err(e) if precision == ComputePrecision::Fp16 => {
+                    return Err(EngineError::Precision {
+                        precision: "fp16",
+                        device: "the CPU".into(),
+                        why: format!("fp16 is GPU-only and no GPU is usable ({e})"),
+                        hint: "use --precision auto or fp32",
+                    });
+                }
                 Err(e) => {
                     tracing::info!("no usable GPU ({e}); running on the CPU");
                     cpu(&model)?
@@ -273,13 +290,17 @@ impl Engine {
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_backend(model: &Arc<Model>, config: &EngineConfig) -> Result<Box<dyn Backend>> {
+fn cuda_backend(
+    model: &Arc<Model>,
+    config: &EngineConfig,
+    precision: vigil_kernels::Precision,
+) -> Result<Box<dyn Backend>> {
     let max_batch = match config.max_batch {
         0 => crate::backend::DEFAULT_CUDA_MAX_BATCH,
         n => n,
     };
     let cfg = crate::cuda::CudaConfig {
-        precision: config.precision,
+        precision,
         max_batch,
         reserve_batch: max_batch.min(64),
         ..Default::default()
@@ -291,7 +312,11 @@ fn cuda_backend(model: &Arc<Model>, config: &EngineConfig) -> Result<Box<dyn Bac
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_backend(_model: &Arc<Model>, _config: &EngineConfig) -> Result<Box<dyn Backend>> {
+fn cuda_backend(
+    _model: &Arc<Model>,
+    _config: &EngineConfig,
+    _precision: vigil_kernels::Precision,
+) -> Result<Box<dyn Backend>> {
     Err(EngineError::DeviceUnavailable {
         device: "cuda".into(),
         why: "this build has no CUDA backend (built without the `cuda` feature)".into(),

@@ -48,6 +48,13 @@ pub enum EngineError {
     Batch(String),
     #[error("device {device} is not available: {why} — check the NVIDIA driver, or use --device cpu (or auto, which falls back to the CPU)")]
     DeviceUnavailable { device: String, why: String },
+    #[error("--precision {precision} cannot run on {device}: {why} — {hint}")]
+    Precision {
+        precision: &'static str,
+        device: String,
+        why: String,
+        hint: &'static str,
+    },
     #[error("backend {backend} failed: {why}")]
     Backend { backend: String, why: String },
     #[error("cannot lower the model into a plan at {layer}: {why} — its layers do not fit together (a hand-built Model, or a bug in import)")]

@@ -15,7 +15,10 @@
 //! - [`session`] — what a stream carries: [`session::StreamBuffer`] rings for the causal
 //!   temporal convolutions and [`session::CumulativePool`] running sums.
 //! - [`cpu::CpuBackend`] — the multi-threaded float32 backend, also the numerical twin of
-//!   every GPU kernel.
+//!   every GPU kernel; AVX-512 or AVX2 kernels picked at run time, bf16 GEMMs on CPUs
+//!   with AVX-512 BF16.
+//! - [`ComputePrecision`] — what `--precision auto|fp32|fp16|bf16` asks of a backend
+//!   ([`precision`]).
 //! - `cuda::CudaBackend` (feature `cuda`, on by default) — the CUDA backend: device-side
 //!   slot pool, fp16 storage with fp32 accumulation (or fp32), CUDA graphs per batch bucket.
 //! - [`labels::Labels`], [`fixture::Fixture`] — label files and reference fixtures.
@@ -38,6 +41,7 @@ pub mod fixture;
 pub mod labels;
 pub mod model;
 pub mod plan;
+pub mod precision;
 pub mod roofline;
 pub mod session;
 pub mod tflite;
@@ -48,4 +52,5 @@ pub use error::{EngineError, Result};
 pub use labels::Labels;
 pub use model::Model;
 pub use plan::Plan;
+pub use precision::ComputePrecision;
 pub use vigil_kernels::Precision;

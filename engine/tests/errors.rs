@@ -193,3 +193,45 @@ fn cuda_without_a_gpu_is_a_clear_error_and_auto_falls_back() {
     .expect("auto always works");
     assert!(!auto.device_name().is_empty());
 }
+
+/// Issue 10: a precision a device cannot run is a clear error with a hint — fp16 on the
+/// CPU, bf16 on a GPU or on a CPU without AVX-512 BF16 — and `auto` always runs.
+#[test]
+fn precision_a_device_cannot_run_is_a_clear_error() {
+    use vigil_engine::{ComputePrecision, Device, Engine, EngineConfig};
+    use vigil_kernels::cpu::Isa;
+    let m = model(K600);
+    let build = |device, precision| {
+        Engine::new(
+            m.clone(),
+            &EngineConfig {
+                device,
+                precision,
+                threads: 1,
+                ..Default::default()
+            },
+        )
+    };
+    let err = build(Device::Cpu, ComputePrecision::Fp16)
+        .err()
+        .expect("fp16 on the CPU");
+    assert!(matches!(err, EngineError::Precision { .. }), "{err:?}");
+    assert!(err.to_string().contains("use --precision fp32"), "{err}");
+    match build(Device::Cpu, ComputePrecision::Bf16) {
+        Ok(e) => assert!(Isa::active().has_bf16() && e.device_name().contains("bf16")),
+        Err(err) => {
+            assert!(!Isa::active().has_bf16(), "{err}");
+            assert!(err.to_string().contains("AVX-512 BF16"), "{err}");
+            assert!(err.to_string().contains("use --precision fp32"), "{err}");
+        }
+    }
+    if let Err(err) = build(Device::Cuda, ComputePrecision::Bf16) {
+        assert!(matches!(err, EngineError::Precision { .. }), "{err:?}");
+    }
+    let auto = build(Device::Cpu, ComputePrecision::Auto).expect("auto runs on the CPU");
+    assert!(
+        auto.device_name().contains("fp32"),
+        "{}",
+        auto.device_name()
+    );
+}

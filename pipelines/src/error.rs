@@ -191,6 +191,7 @@ impl PipelineError {
             PipelineError::Engine(e) => matches!(
                 e,
                 EngineError::DeviceUnavailable { .. }
+                    | EngineError::Precision { .. }
                     | EngineError::Config(_)
                     | EngineError::Io { .. }
                     | EngineError::NotTflite { .. }

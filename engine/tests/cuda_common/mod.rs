@@ -29,7 +29,7 @@ pub fn cuda_engine(model: &Arc<Model>, precision: Precision, graphs: bool) -> En
             model.clone(),
             &EngineConfig {
                 device: Device::Cuda,
-                precision,
+                precision: precision.into(),
                 ..Default::default()
             },
         )

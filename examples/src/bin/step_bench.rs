@@ -2,14 +2,14 @@
 //! over a sweep of stream counts — the binary to carry to a GPU machine (which has no
 //! GStreamer). Prints one JSON object per stream count (the `vigil bench --json` fields).
 //!
-//! usage: step_bench MODEL [--device cpu|cuda|auto] [--precision fp16|fp32]
+//! usage: step_bench MODEL [--device cpu|cuda|auto] [--precision auto|fp32|fp16|bf16]
 //!                         [--streams 1,8,64,512,4096] [--seconds S] [--threads T]
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use vigil_engine::bench::{self, BenchConfig};
-use vigil_engine::{Device, Engine, EngineConfig, Model, Precision};
+use vigil_engine::{ComputePrecision, Device, Engine, EngineConfig, Model};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,14 +20,11 @@ fn main() -> anyhow::Result<()> {
             .cloned()
     };
     let Some(model_path) = args.first().filter(|a| !a.starts_with("--")) else {
-        anyhow::bail!("usage: step_bench MODEL [--device cpu|cuda|auto] [--precision fp16|fp32] [--streams 1,8,64] [--seconds S] [--threads T]");
+        anyhow::bail!("usage: step_bench MODEL [--device cpu|cuda|auto] [--precision auto|fp32|fp16|bf16] [--streams 1,8,64] [--seconds S] [--threads T]");
     };
     let device: Device = flag("--device").as_deref().unwrap_or("cpu").parse()?;
-    let precision = match flag("--precision").as_deref().unwrap_or("fp16") {
-        "fp16" | "f16" => Precision::F16,
-        "fp32" | "f32" => Precision::F32,
-        other => anyhow::bail!("unknown precision {other:?}: use fp16 or fp32"),
-    };
+    let precision = ComputePrecision::parse(flag("--precision").as_deref().unwrap_or("auto"))
+        .map_err(anyhow::Error::msg)?;
     let seconds: f64 = flag("--seconds")
         .map(|s| s.parse())
         .transpose()?

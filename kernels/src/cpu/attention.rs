@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use super::isa::simd_dispatch;
 use super::mathfn::exp;
 use super::tasks::{task_rows, SendPtr};
+use super::Isa;
 
 /// Longest key/value sequence [`attention`] takes (scores live on the stack). ViT-L/14
 /// at 336 px has 577 tokens.
@@ -149,7 +150,7 @@ pub fn attention(
     let blocks = q_len.div_ceil(rows);
     let op = SendPtr(out.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
-    let fma = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+    let fma = Isa::active() >= Isa::Avx2; // AVX2 + FMA, unless VIGIL_CPU_ISA lowers it
     (0..batch * heads * blocks)
         .into_par_iter()
         .for_each(|task| {
@@ -170,7 +171,7 @@ pub fn attention(
                 let o = unsafe { std::slice::from_raw_parts_mut(op.0.add(r * d + h * hd), hd) };
                 #[cfg(target_arch = "x86_64")]
                 if fma && hd % 8 == 0 {
-                    // SAFETY: AVX2 and FMA are present (checked once per call); q, k and
+                    // SAFETY: AVX2 and FMA are present (Isa::active, once per call); q, k and
                     // v hold hd values per row at the strides given, kv rows each
                     // (asserted above); scores holds MAX_KV >= kv values.
                     unsafe {
@@ -178,7 +179,18 @@ pub fn attention(
                     };
                     continue;
                 }
-                attend_row(qi, kb, k.stride, vb, v.stride, kv, scale, &mut scores, o);
+                attend_row(
+                    Isa::active(),
+                    qi,
+                    kb,
+                    k.stride,
+                    vb,
+                    v.stride,
+                    kv,
+                    scale,
+                    &mut scores,
+                    o,
+                );
             }
         });
 }

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::isa::simd_dispatch;
 use super::mathfn::{erf, exp};
 use super::tasks::task_rows;
+use super::Isa;
 
 /// A GELU-type activation, named as in Hugging Face configs' `hidden_act`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +60,8 @@ simd_dispatch! {
 /// `xs[i] = act(xs[i])` for every element, split across the caller's pool.
 pub fn gelu_in_place(xs: &mut [f32], act: Gelu) {
     let chunk = task_rows(xs.len(), 4096);
-    xs.par_chunks_mut(chunk).for_each(|c| apply_rows(c, act));
+    xs.par_chunks_mut(chunk)
+        .for_each(|c| apply_rows(Isa::active(), c, act));
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use super::isa::simd_dispatch;
 use super::tasks::{task_rows, SendPtr};
+use super::Isa;
 
 /// Sum of `xs` in eight independent lanes (vectorizes; a sequential sum would not).
 #[inline(always)]
@@ -65,6 +66,7 @@ pub fn layer_norm(
             for (i, yr) in ys.chunks_exact_mut(d).enumerate() {
                 let r = ci * chunk + i;
                 norm_row(
+                    Isa::active(),
                     &x[r * x_stride..r * x_stride + d],
                     &gamma[..d],
                     &beta[..d],
@@ -99,7 +101,7 @@ pub fn l2_normalize(x: &mut [f32], rows: usize, d: usize) {
             // SAFETY: row r (d values) lies inside x (asserted above) and belongs to this
             // task only.
             let row = unsafe { std::slice::from_raw_parts_mut(xp.0.add(r * d), d) };
-            scale_row(row);
+            scale_row(Isa::active(), row);
         }
     });
 }

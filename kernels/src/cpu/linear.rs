@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use super::gelu::Gelu;
 use super::isa::simd_dispatch;
 use super::tasks::{SendPtr, TASKS_PER_THREAD};
+use super::Isa as CpuIsa;
 
 /// Output columns per packed panel.
 pub const NR: usize = 32;
@@ -182,7 +183,7 @@ fn linear_on(
                 // SAFETY: row i, columns c0..c1 of y belong to this task only.
                 let row = unsafe { std::slice::from_raw_parts_mut(yp.0.add(i * n + c0), c1 - c0) };
                 if let Some(g) = act {
-                    gelu_row(row, g);
+                    gelu_row(CpuIsa::active(), row, g);
                 }
                 if let Some(res) = residual {
                     for (v, &rv) in row.iter_mut().zip(&res[i * n + c0..i * n + c1]) {
@@ -234,17 +235,16 @@ enum Isa {
 }
 
 impl Isa {
+    /// The crate's run-time level ([`CpuIsa::active`]: detected, lowered by
+    /// `VIGIL_CPU_ISA`); its AVX-512 level includes the AVX-512F this kernel needs.
     fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Isa::Avx2;
-            }
+        match CpuIsa::active() {
+            #[cfg(target_arch = "x86_64")]
+            CpuIsa::Avx512 => Isa::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            CpuIsa::Avx2 => Isa::Avx2,
+            _ => Isa::Portable,
         }
-        Isa::Portable
     }
 
     fn rows(self) -> usize {

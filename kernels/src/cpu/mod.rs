@@ -14,8 +14,11 @@
 //! [`pointwise`], [`window2d`], [`temporal`], [`reduce`]; [`tasks`] and [`isa`] hold how
 //! work is split across threads and instruction sets.
 
-mod isa;
+mod aligned;
+pub mod isa;
+pub(crate) mod simd;
 mod tasks;
+pub(crate) mod tile;
 
 pub mod conv2d;
 pub mod pointwise;
@@ -33,9 +36,13 @@ pub mod mathfn;
 #[cfg(test)]
 mod test_util;
 
-pub use conv2d::conv2d;
-pub use pointwise::{pointwise, pointwise_packed, PackedWeights, PANEL};
-pub use preprocess::preprocess_u8;
-pub use reduce::{channel_gate, cumulative_pool, spatial_mean};
-pub use temporal::temporal_causal;
-pub use window2d::{avg_pool2d, depthwise2d};
+pub use aligned::AlignedVec;
+pub use conv2d::{conv2d, conv2d_on};
+pub use isa::Isa;
+pub use pointwise::{
+    panel_width, pointwise, pointwise_packed, GemmPrecision, PackedWeights, BF16_MIN_K,
+};
+pub use preprocess::{preprocess_u8, preprocess_u8_on};
+pub use reduce::{channel_gate, channel_gate_on, cumulative_pool, spatial_mean, spatial_mean_on};
+pub use temporal::{temporal_causal, temporal_causal_on};
+pub use window2d::{avg_pool2d, avg_pool2d_on, depthwise2d, depthwise2d_on};

@@ -1,11 +1,18 @@
 //! 1x1 convolutions as GEMMs with fused epilogues: [`pointwise`] (plain weights, the
-//! `gemm` crate) and [`pointwise_packed`] on [`PackedWeights`] packed at load time (a 6x16
-//! AVX2/FMA register tile).
+//! `gemm` crate) and [`pointwise_packed`] on [`PackedWeights`] packed once at load time
+//! for one instruction set and [`GemmPrecision`]: register tiles of 6 rows x 4 vectors
+//! (AVX-512, fp32 FMAs or bf16 `vdpbf16ps`) or 6 x 2 (AVX2), one generic fp32 tile for
+//! both vector widths, bias / activation / residual applied in registers.
 
 use rayon::prelude::*;
 
-use super::tasks::{task_rows, SendPtr, TASKS_PER_THREAD};
-use crate::Activation;
+use super::aligned::AlignedVec;
+use super::isa::vector_dispatch;
+use super::simd::F32Vec;
+use super::tasks::{for_each_task, task_rows, SendPtr, TASKS_PER_THREAD};
+use super::tile::{bias_tile, fma_tile, store_tile, tile_dispatch};
+use super::Isa;
+use crate::{Activation, KernelError};
 
 /// 1x1 convolution over all pixels of all streams as one GEMM with a fused epilogue:
 /// `y[m, n] = act(sum_k x[m, k] * w[n, k] + bias[n]) + residual[m, n]`
@@ -102,45 +109,210 @@ pub fn pointwise(
     });
 }
 
-/// Weights of a 1x1 convolution packed for [`pointwise_packed`]: panels of
-/// [`PANEL`] output channels, `[n_panels, k, PANEL]`, zero-padded past `n`. Packing
-/// once at load time spares every step the GEMM's operand packing.
+/// What the packed 1x1 GEMMs ([`pointwise_packed`]) multiply in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum GemmPrecision {
+    /// fp32 inputs, fp32 accumulation: the float oracle's arithmetic (~1e-6 from it).
+    #[default]
+    F32,
+    /// Weights packed as bf16, activations rounded to bf16 (round to nearest even) at
+    /// the GEMM input, products summed in fp32 (`vdpbf16ps`). Needs AVX-512 BF16
+    /// ([`Isa::has_bf16`]).
+    Bf16,
+}
+
+impl GemmPrecision {
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmPrecision::F32 => "fp32",
+            GemmPrecision::Bf16 => "bf16",
+        }
+    }
+}
+
+/// Weights of a 1x1 convolution packed once, at load time, for [`pointwise_packed`] on
+/// one instruction set ([`Isa`]) and in one [`GemmPrecision`], 64-byte aligned:
+/// - fp32: panels of [`panel_width`] output channels, each `[k, w]` row-major (`w` =
+///   the panel's columns rounded up to whole vectors: the last panel is narrower),
+///   zero-padded past `n`;
+/// - bf16 (AVX-512 BF16): the same panels over pairs of `k`, `[ceil(k / 2), w]`, each
+///   element one `u32` holding `bf16(w[j, 2q])` (low half) and `bf16(w[j, 2q + 1])`
+///   (high half) — the operand layout of `vdpbf16ps`. GEMMs shallower than
+///   [`BF16_MIN_K`] are packed in fp32 instead (rounding gains nothing there).
 #[derive(Debug, Clone)]
 pub struct PackedWeights {
     pub k: usize,
     pub n: usize,
-    panels: Vec<f32>,
-    /// the weights as given, `[n, k]`, for CPUs without AVX2 + FMA
-    plain: Vec<f32>,
+    isa: Isa,
+    data: Packed,
 }
 
-/// Output channels per packed panel (two 8-wide vectors).
-pub const PANEL: usize = 16;
+#[derive(Debug, Clone)]
+enum Packed {
+    F32(AlignedVec<f32>),
+    #[cfg(target_arch = "x86_64")]
+    Bf16(AlignedVec<u32>),
+}
+
+/// Shallowest GEMM packed in bf16: below it, the bf16 kernel is no faster than fp32
+/// (the activations' rounding and the epilogue dominate; measured in BENCHMARKS.md).
+pub const BF16_MIN_K: usize = 32;
+
+/// f32 lanes per vector at `isa` (the portable vector has 8).
+fn lanes(isa: Isa) -> usize {
+    if isa == Isa::Avx512 {
+        16
+    } else {
+        8
+    }
+}
+
+/// Output channels per packed panel at `isa`: one row of the register tile, [`MAX_NV`]
+/// vectors of AVX-512 or two of AVX2 (6 rows x 2 vectors fill AVX2's 16 registers).
+pub fn panel_width(isa: Isa) -> usize {
+    if isa.clamp() == Isa::Avx512 {
+        MAX_NV * 16
+    } else {
+        16
+    }
+}
+
+/// Most vectors per tile row (AVX-512: 6 x 4 accumulators + 4 weights + 1 broadcast of
+/// its 32 registers).
+const MAX_NV: usize = 4;
+/// Rows of the register tile.
+const MR: usize = 6;
+
+/// Where panel `p` of a `k`-deep matrix (`krows` packed rows: `k`, or `ceil(k / 2)`
+/// pairs) sits: `(first column, columns, vectors, offset of its first element)`.
+fn panel_at(p: usize, n: usize, krows: usize, width: usize, lanes: usize) -> Panel {
+    let c0 = p * width;
+    let nc = width.min(n - c0);
+    let nv = nc.div_ceil(lanes);
+    Panel {
+        c0,
+        nc,
+        nv,
+        offset: p * width * krows,
+        stride: nv * lanes,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Panel {
+    c0: usize,
+    nc: usize,
+    nv: usize,
+    offset: usize,
+    /// elements per packed row (`nv * lanes`)
+    stride: usize,
+}
 
 impl PackedWeights {
-    /// Pack `w [n, k]` (row-major, as [`pointwise`] takes it).
+    /// Pack `w [n, k]` (row-major, as [`pointwise`] takes it) in fp32 for
+    /// [`Isa::active`].
     pub fn pack(w: &[f32], n: usize, k: usize) -> PackedWeights {
-        let np = n.div_ceil(PANEL);
-        let mut panels = vec![0.0; np * k * PANEL];
-        for j in 0..n {
-            let (p, jj) = (j / PANEL, j % PANEL);
-            for kk in 0..k {
-                panels[(p * k + kk) * PANEL + jj] = w[j * k + kk];
+        PackedWeights::pack_f32(Isa::active(), w, n, k)
+    }
+
+    /// Pack `w [n, k]` for `isa` (clamped to the CPU) in `precision`; bf16 needs AVX-512
+    /// BF16 at `isa` ([`Isa::has_bf16`]).
+    pub fn pack_for(
+        isa: Isa,
+        precision: GemmPrecision,
+        w: &[f32],
+        n: usize,
+        k: usize,
+    ) -> Result<PackedWeights, KernelError> {
+        let isa = isa.clamp();
+        match precision {
+            GemmPrecision::F32 => Ok(PackedWeights::pack_f32(isa, w, n, k)),
+            GemmPrecision::Bf16 if isa.has_bf16() && k < BF16_MIN_K => {
+                Ok(PackedWeights::pack_f32(isa, w, n, k))
+            }
+            #[cfg(target_arch = "x86_64")]
+            GemmPrecision::Bf16 if isa.has_bf16() => Ok(PackedWeights::pack_bf16(w, n, k)),
+            GemmPrecision::Bf16 => Err(KernelError::CpuFeature {
+                what: "bf16 GEMMs",
+                needs: "AVX-512 BF16",
+                isa: isa.name(),
+            }),
+        }
+    }
+
+    fn pack_f32(isa: Isa, w: &[f32], n: usize, k: usize) -> PackedWeights {
+        let isa = isa.clamp();
+        let w = &w[..n * k];
+        let (width, lanes) = (panel_width(isa), lanes(isa));
+        let mut panels = AlignedVec::zeroed(n.div_ceil(width) * width * k);
+        for p in 0..n.div_ceil(width) {
+            let pn = panel_at(p, n, k, width, lanes);
+            for j in 0..pn.nc {
+                for kk in 0..k {
+                    panels[pn.offset + kk * pn.stride + j] = w[(pn.c0 + j) * k + kk];
+                }
             }
         }
         PackedWeights {
             k,
             n,
-            panels,
-            plain: w[..n * k].to_vec(),
+            isa,
+            data: Packed::F32(panels),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn pack_bf16(w: &[f32], n: usize, k: usize) -> PackedWeights {
+        let (width, lanes, kp) = (panel_width(Isa::Avx512), 16, k.div_ceil(2));
+        let bf = |v: f32| half::bf16::from_f32(v).to_bits() as u32;
+        let mut pairs = AlignedVec::zeroed(n.div_ceil(width) * width * kp);
+        for p in 0..n.div_ceil(width) {
+            let pn = panel_at(p, n, kp, width, lanes);
+            for j in 0..pn.nc {
+                let row = &w[(pn.c0 + j) * k..(pn.c0 + j + 1) * k];
+                for q in 0..kp {
+                    let hi = row.get(2 * q + 1).map_or(0, |&v| bf(v));
+                    pairs[pn.offset + q * pn.stride + j] = bf(row[2 * q]) | hi << 16;
+                }
+            }
+        }
+        PackedWeights {
+            k,
+            n,
+            isa: Isa::Avx512,
+            data: Packed::Bf16(pairs),
+        }
+    }
+
+    /// The instruction set these weights were packed for.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    pub fn precision(&self) -> GemmPrecision {
+        match self.data {
+            Packed::F32(_) => GemmPrecision::F32,
+            #[cfg(target_arch = "x86_64")]
+            Packed::Bf16(_) => GemmPrecision::Bf16,
+        }
+    }
+
+    /// Bytes the packed weights occupy.
+    pub fn bytes(&self) -> usize {
+        match &self.data {
+            Packed::F32(v) => std::mem::size_of_val(&v[..]),
+            #[cfg(target_arch = "x86_64")]
+            Packed::Bf16(v) => std::mem::size_of_val(&v[..]),
         }
     }
 }
 
-/// [`pointwise`] with weights packed by [`PackedWeights::pack`]: the same contract and
-/// result (up to float rounding: fused multiply-adds), computed by a 6x16 register-tiled
-/// AVX2/FMA kernel that reads activations in place. Falls back to [`pointwise`] on CPUs
-/// without AVX2 and FMA.
+/// [`pointwise`] with weights packed by [`PackedWeights`]: the same contract, computed
+/// by a register-tiled kernel (6 rows x up to 4 vectors on AVX-512, 6 x 2 on AVX2) that
+/// reads activations in place and applies bias, activation and residual in registers
+/// before its one store. fp32 results equal [`pointwise`]'s up to float rounding
+/// (fused multiply-adds); bf16 weights give bf16-rounded inputs' products summed in
+/// fp32.
 pub fn pointwise_packed(
     x: &[f32],
     m: usize,
@@ -151,163 +323,288 @@ pub fn pointwise_packed(
     y: &mut [f32],
 ) {
     let (k, n) = (pw.k, pw.n);
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        assert!(x.len() >= m * k && bias.len() >= n && y.len() >= m * n);
-        if let Some(r) = residual {
-            assert!(r.len() >= m * n);
-        }
-        if m == 0 || n == 0 {
-            return;
-        }
-        let np = n.div_ceil(PANEL);
-        // row blocks (multiples of 6) for tall matrices, panel groups for short ones
-        let rows = (task_rows(m, 48).div_ceil(6) * 6).min(m.div_ceil(6) * 6);
-        let row_tiles = m.div_ceil(rows);
-        let panel_tiles = if row_tiles >= rayon::current_num_threads() * 2 {
-            1
-        } else {
-            (rayon::current_num_threads() * TASKS_PER_THREAD / row_tiles).clamp(1, np)
-        };
-        let per = np.div_ceil(panel_tiles);
-        let panel_tiles = np.div_ceil(per);
-        let yp = SendPtr(y.as_mut_ptr());
-        (0..row_tiles * panel_tiles)
-            .into_par_iter()
-            .for_each(|tile| {
-                let (rt, pt) = (tile / panel_tiles, tile % panel_tiles);
-                let (r0, r1) = (rt * rows, ((rt + 1) * rows).min(m));
-                let (p0, p1) = (pt * per, ((pt + 1) * per).min(np));
-                #[allow(clippy::redundant_locals)]
-                // capture the Send wrapper, not its raw-pointer field
-                let yp = yp;
-                for p in p0..p1 {
-                    let c0 = p * PANEL;
-                    let nc = PANEL.min(n - c0);
-                    let mut b16 = [0.0f32; PANEL];
-                    b16[..nc].copy_from_slice(&bias[c0..c0 + nc]);
-                    let panel = &pw.panels[p * k * PANEL..(p + 1) * k * PANEL];
-                    let mut r = r0;
-                    while r < r1 {
-                        let mr = 6.min(r1 - r);
-                        // SAFETY: AVX2 + FMA are present (checked above); rows r..r+mr of x
-                        // hold k values each (x.len() >= m * k); the panel holds k * 16
-                        // values; y rows r..r+mr, columns c0..c0+nc lie in y (len >= m * n)
-                        // and belong to this task's tile only.
-                        unsafe {
-                            avx2::tile(
-                                mr,
-                                x.as_ptr().add(r * k),
-                                k,
-                                panel.as_ptr(),
-                                &b16,
-                                yp.0.add(r * n + c0),
-                                n,
-                                nc,
-                            );
-                        }
-                        r += mr;
-                    }
-                }
-                // epilogue on this tile: activation, then the residual
-                for i in r0..r1 {
-                    let (c0, c1) = (p0 * PANEL, (p1 * PANEL).min(n));
-                    // SAFETY: row i, columns c0..c1 of y belong to this tile only.
-                    let yrow =
-                        unsafe { std::slice::from_raw_parts_mut(yp.0.add(i * n + c0), c1 - c0) };
-                    act.apply_slice(yrow);
-                    if let Some(r) = residual {
-                        for (v, &rv) in yrow.iter_mut().zip(&r[i * n + c0..i * n + c1]) {
-                            *v += rv;
-                        }
-                    }
-                }
-            });
+    assert!(x.len() >= m * k && bias.len() >= n && y.len() >= m * n);
+    if let Some(r) = residual {
+        assert!(r.len() >= m * n);
+    }
+    if m == 0 || n == 0 {
         return;
     }
-    pointwise(x, m, k, &pw.plain, n, bias, act, residual, y);
+    let (width, lanes) = (panel_width(pw.isa), lanes(pw.isa));
+    let g = Gemm {
+        x,
+        k,
+        n,
+        bias,
+        act,
+        residual,
+        y: SendPtr(y.as_mut_ptr()),
+        width,
+        lanes,
+    };
+    let np = n.div_ceil(width);
+    // row blocks (multiples of MR) for tall matrices, panel groups for short ones
+    let threads = rayon::current_num_threads();
+    let rows = if threads == 1 {
+        m
+    } else {
+        (task_rows(m, 48).div_ceil(MR) * MR).min(m.div_ceil(MR) * MR)
+    };
+    let row_tiles = m.div_ceil(rows);
+    let panel_tiles = if row_tiles >= threads * 2 {
+        1
+    } else {
+        (threads * TASKS_PER_THREAD / row_tiles).clamp(1, np)
+    };
+    let per = np.div_ceil(panel_tiles);
+    let panel_tiles = np.div_ceil(per);
+    for_each_task(row_tiles * panel_tiles, |tile| {
+        let (rt, pt) = (tile / panel_tiles, tile % panel_tiles);
+        let rows = (rt * rows, ((rt + 1) * rows).min(m));
+        let pans = (pt * per, ((pt + 1) * per).min(np));
+        match &pw.data {
+            // SAFETY: the asserts above keep every row and panel in bounds; this task
+            // writes only rows `rows` x the columns of panels `pans` of y.
+            Packed::F32(panels) => unsafe { panels_f32(pw.isa, &g, panels, rows, pans) },
+            #[cfg(target_arch = "x86_64")]
+            Packed::Bf16(pairs) => {
+                // SAFETY: as above; bf16 weights exist only where `has_bf16` held.
+                unsafe { bf16::panels(&g, pairs, rows, pans) }
+            }
+        }
+    });
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
+/// One GEMM call's operands, shared by its tasks (each writes a disjoint tile of `y`).
+#[derive(Clone, Copy)]
+struct Gemm<'a> {
+    x: &'a [f32],
+    k: usize,
+    n: usize,
+    bias: &'a [f32],
+    act: Activation,
+    residual: Option<&'a [f32]>,
+    /// `[m, n]` output
+    y: SendPtr,
+    /// columns per panel and f32 lanes per vector
+    width: usize,
+    lanes: usize,
+}
 
-    /// `y[0..mr, 0..nc] = x[0..mr, :] . panel + bias` for one 16-wide panel.
+/// How the rows `r0..r1` split into micro-tiles of at most [`MR`] rows, as evenly as
+/// possible (121 rows: 20 tiles of 6 and 5, not 20 of 6 and one of 1).
+fn micro_tiles(r0: usize, r1: usize) -> impl Iterator<Item = (usize, usize)> {
+    let count = r1 - r0;
+    let tiles = count.div_ceil(MR);
+    let (base, extra) = (count / tiles.max(1), count % tiles.max(1));
+    (0..tiles).map(move |t| {
+        let start = r0 + t * base + t.min(extra);
+        (start, base + usize::from(t < extra))
+    })
+}
+
+vector_dispatch! {
+    /// Rows `rows` x panels `pans` of an fp32 packed GEMM.
     ///
     /// # Safety
-    /// AVX2 and FMA must be available; `x` must point at `mr` rows of `k` floats (row
-    /// stride `k`), `panel` at `k * 16` floats, `y` at `mr` rows of at least `nc` writable
-    /// floats with row stride `ldy`; `mr <= 6`, `nc <= 16`.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile(
-        mr: usize,
-        x: *const f32,
-        k: usize,
-        panel: *const f32,
-        bias: &[f32; 16],
-        y: *mut f32,
-        ldy: usize,
-        nc: usize,
-    ) {
-        // SAFETY: forwarded from this function's contract.
-        unsafe {
-            match mr {
-                6 => tile_n::<6>(x, k, panel, bias, y, ldy, nc),
-                5 => tile_n::<5>(x, k, panel, bias, y, ldy, nc),
-                4 => tile_n::<4>(x, k, panel, bias, y, ldy, nc),
-                3 => tile_n::<3>(x, k, panel, bias, y, ldy, nc),
-                2 => tile_n::<2>(x, k, panel, bias, y, ldy, nc),
-                _ => tile_n::<1>(x, k, panel, bias, y, ldy, nc),
-            }
-        }
-    }
-
-    /// # Safety
-    /// As [`tile`] with `mr = R`.
-    #[inline(always)]
-    unsafe fn tile_n<const R: usize>(
-        x: *const f32,
-        k: usize,
-        panel: *const f32,
-        bias: &[f32; 16],
-        y: *mut f32,
-        ldy: usize,
-        nc: usize,
-    ) {
-        // SAFETY: all pointer offsets stay inside the ranges the caller vouches for:
-        // x rows i < R, columns kk < k; panel rows kk < k, 16 columns; y rows i < R,
-        // columns < nc (a full 16-wide store only when nc == 16).
-        unsafe {
-            let b0 = _mm256_loadu_ps(bias.as_ptr());
-            let b1 = _mm256_loadu_ps(bias.as_ptr().add(8));
-            let mut c0 = [b0; R];
-            let mut c1 = [b1; R];
-            for kk in 0..k {
-                let w0 = _mm256_loadu_ps(panel.add(kk * 16));
-                let w1 = _mm256_loadu_ps(panel.add(kk * 16 + 8));
-                for i in 0..R {
-                    let a = _mm256_broadcast_ss(&*x.add(i * k + kk));
-                    c0[i] = _mm256_fmadd_ps(a, w0, c0[i]);
-                    c1[i] = _mm256_fmadd_ps(a, w1, c1[i]);
-                }
-            }
-            for i in 0..R {
-                let row = y.add(i * ldy);
-                if nc == 16 {
-                    _mm256_storeu_ps(row, c0[i]);
-                    _mm256_storeu_ps(row.add(8), c1[i]);
-                } else {
-                    let mut tmp = [0.0f32; 16];
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), c0[i]);
-                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), c1[i]);
-                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), row, nc);
+    /// `g`'s slices hold `m * k` activations, `n` biases and (if any) `m * n` residuals
+    /// for `m >= rows.1`; `panels` is `g`'s weights packed for this ISA; `g.y` points at
+    /// `m * n` writable floats of which this call alone writes the tile.
+    unsafe fn panels_f32<V>(g: &Gemm, panels: &[f32], rows: (usize, usize), pans: (usize, usize)) {
+        for p in pans.0..pans.1 {
+            let pn = panel_at(p, g.n, g.k, g.width, g.lanes);
+            let w = panels[pn.offset..].as_ptr();
+            for (r, mr) in micro_tiles(rows.0, rows.1) {
+                // SAFETY: rows r..r+mr of x and the panel's k rows are in bounds (this
+                // function's contract); the tile's outputs belong to this call.
+                unsafe {
+                    if V::LANES > 8 && pn.nc <= 8 {
+                        // a narrow panel (n = 8 layers): half-width vectors, which
+                        // AVX-512 CPUs that split 512-bit ops run at twice the rate
+                        tile_dispatch!(mr, 1, 2, gemm_tile::<V::Half>(g, w, r, &pn));
+                    } else {
+                        tile_dispatch!(mr, pn.nv, V::TILE_VECTORS, gemm_tile::<V>(g, w, r, &pn));
+                    }
                 }
             }
         }
     }
 }
 
+/// One `R x NV` register tile of an fp32 GEMM: rows `r..r+R` of x times one panel.
+///
+/// # Safety
+/// As [`panels_f32`], for rows `r..r + R` and panel `pn`; `NV = ceil(pn.nc / LANES)`.
+#[inline(always)]
+unsafe fn gemm_tile<V: F32Vec, const R: usize, const NV: usize>(
+    g: &Gemm,
+    w: *const f32,
+    r: usize,
+    pn: &Panel,
+) {
+    // SAFETY: x rows r..r+R (k each), the panel (k rows of pn.stride), bias columns
+    // c0..c0+nc and y / residual rows r..r+R, columns c0..c0+nc are in bounds (contract).
+    unsafe {
+        let mut acc = bias_tile::<V, R, NV>(g.bias.as_ptr().add(pn.c0), pn.nc);
+        fma_tile(&mut acc, g.x.as_ptr().add(r * g.k), g.k, g.k, w, pn.stride);
+        finish(g, &acc, r, pn);
+    }
+}
+
+/// Store a finished tile of rows `r..`, panel `pn`, through the epilogue.
+///
+/// # Safety
+/// As [`store_tile`], for those rows and the panel's columns.
+#[inline(always)]
+unsafe fn finish<V: F32Vec, const R: usize, const NV: usize>(
+    g: &Gemm,
+    acc: &[[V; NV]; R],
+    r: usize,
+    pn: &Panel,
+) {
+    let at = r * g.n + pn.c0;
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        store_tile(
+            acc,
+            g.y.0.add(at),
+            g.n,
+            pn.nc,
+            g.act,
+            g.residual.map(|res| res.as_ptr().add(at)),
+        );
+    }
+}
+
+/// The bf16 GEMM (AVX-512 BF16): activations rounded to bf16 pairs once per task, then
+/// `vdpbf16ps` register tiles over the packed pairs, with the fp32 epilogue.
+#[cfg(target_arch = "x86_64")]
+mod bf16 {
+    use std::arch::x86_64::*;
+    use std::cell::Cell;
+
+    use super::{finish, micro_tiles, panel_at, Gemm, Panel, MAX_NV};
+    use crate::cpu::simd::{mask16, F32x16};
+    use crate::cpu::tile::{bias_tile, tile_dispatch};
+
+    thread_local! {
+        /// This thread's activations rounded to bf16 pairs (grown on first use, reused).
+        static ROWS: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
+    }
+
+    /// Rows `rows` x panels `pans` of a bf16 packed GEMM.
+    ///
+    /// # Safety
+    /// As `panels_f32`, with `pairs` packed by `PackedWeights::pack_bf16`, on a CPU with
+    /// AVX-512 BF16.
+    pub(super) unsafe fn panels(
+        g: &Gemm,
+        pairs: &[u32],
+        rows: (usize, usize),
+        pans: (usize, usize),
+    ) {
+        let kp = g.k.div_ceil(2);
+        let mut a = ROWS.take();
+        let need = (rows.1 - rows.0) * kp;
+        if a.len() < need {
+            a.resize(need, 0);
+        }
+        // SAFETY: the CPU has AVX-512 BF16 (caller); `a` holds `need` values.
+        unsafe {
+            round_rows(&g.x[rows.0 * g.k..rows.1 * g.k], g.k, &mut a[..need]);
+            tiles(g, pairs, &a[..need], rows, pans);
+        }
+        ROWS.set(a);
+    }
+
+    /// `x` (rows of `k` floats) to bf16 pairs, rounded to nearest even: row i of `out`
+    /// holds `ceil(k / 2)` pairs, the last one zero-padded when `k` is odd.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 BF16; `out.len() == rows * ceil(k / 2)`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512bf16")]
+    unsafe fn round_rows(x: &[f32], k: usize, out: &mut [u32]) {
+        let kp = k.div_ceil(2);
+        let halves = out.as_mut_ptr() as *mut u16;
+        for (i, row) in x.chunks_exact(k).enumerate() {
+            let mut c = 0;
+            while c < 2 * kp {
+                let n = k.saturating_sub(c).min(16);
+                // SAFETY: `n` floats of the row from c are in bounds; the masked store
+                // writes min(16, 2kp - c) halves of out's row i (2kp halves long).
+                unsafe {
+                    let v = _mm512_maskz_loadu_ps(mask16(n), row.as_ptr().add(c));
+                    let b = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v));
+                    let keep = (2 * kp - c).min(16);
+                    _mm256_mask_storeu_epi16(
+                        halves.add(i * 2 * kp + c) as *mut i16,
+                        mask16(keep),
+                        b,
+                    );
+                }
+                c += 16;
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`panels`]; `a` holds rows `rows` rounded by [`round_rows`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512bf16")]
+    unsafe fn tiles(
+        g: &Gemm,
+        pairs: &[u32],
+        a: &[u32],
+        rows: (usize, usize),
+        pans: (usize, usize),
+    ) {
+        let kp = g.k.div_ceil(2);
+        for p in pans.0..pans.1 {
+            let pn = panel_at(p, g.n, kp, g.width, g.lanes);
+            let w = pairs[pn.offset..].as_ptr();
+            for (r, mr) in micro_tiles(rows.0, rows.1) {
+                let ap = a[(r - rows.0) * kp..].as_ptr();
+                // SAFETY: rows r..r+mr of `a` and the panel's kp rows are in bounds.
+                unsafe { tile_dispatch!(mr, pn.nv, MAX_NV, tile(g, ap, w, r, &pn)) }
+            }
+        }
+    }
+
+    /// One `R x NV` tile: per pair of `k`, NV weight vectors and one broadcast pair per
+    /// row, `vdpbf16ps` into fp32 accumulators.
+    ///
+    /// # Safety
+    /// As [`tiles`], for rows `r..r + R` and panel `pn`.
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const NV: usize>(
+        g: &Gemm,
+        a: *const u32,
+        w: *const u32,
+        r: usize,
+        pn: &Panel,
+    ) {
+        let kp = g.k.div_ceil(2);
+        // SAFETY: a rows i < R, pairs < kp and panel rows < kp, NV * 16 columns are in
+        // bounds by the caller's contract; the CPU has AVX-512 BF16.
+        unsafe {
+            let mut acc = bias_tile::<F32x16, R, NV>(g.bias.as_ptr().add(pn.c0), pn.nc);
+            for q in 0..kp {
+                let mut wv: [__m512bh; NV] = [std::mem::zeroed(); NV];
+                for (v, wr) in wv.iter_mut().enumerate() {
+                    let pairs = _mm512_loadu_si512(w.add(q * pn.stride + v * 16) as *const _);
+                    *wr = std::mem::transmute::<__m512i, __m512bh>(pairs);
+                }
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let pair = _mm512_set1_epi32(*a.add(i * kp + q) as i32);
+                    let x = std::mem::transmute::<__m512i, __m512bh>(pair);
+                    for v in 0..NV {
+                        row[v] = F32x16(_mm512_dpbf16_ps(row[v].0, x, wv[v]));
+                    }
+                }
+            }
+            finish(g, &acc, r, pn);
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     //! Against a naive GEMM, outputs poisoned with NaN, in 1- and 3-thread pools.
@@ -372,22 +669,82 @@ mod tests {
     }
 
     #[test]
-    fn pointwise_packed_matches_pointwise() {
-        gemm_cases(17, |pool, m, k, n, act, x, w, bias, res| {
-            let packed = PackedWeights::pack(w, n, k);
-            let mut want = vec![f32::NAN; m * n];
-            let mut got = vec![f32::NAN; m * n];
-            pool.install(|| {
-                pointwise(x, m, k, w, n, bias, act, res, &mut want);
-                pointwise_packed(x, m, &packed, bias, act, res, &mut got);
+    fn pointwise_packed_matches_pointwise_on_every_isa() {
+        for isa in Isa::supported() {
+            gemm_cases(17, |pool, m, k, n, act, x, w, bias, res| {
+                let packed = PackedWeights::pack_for(isa, GemmPrecision::F32, w, n, k).unwrap();
+                assert_eq!(packed.isa(), isa);
+                let mut want = vec![f32::NAN; m * n];
+                let mut got = vec![f32::NAN; m * n];
+                pool.install(|| {
+                    pointwise(x, m, k, w, n, bias, act, res, &mut want);
+                    pointwise_packed(x, m, &packed, bias, act, res, &mut got);
+                });
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let tol = 1e-5 * (1.0 + (k as f32).sqrt()) * (1.0 + w.abs());
+                    assert!(
+                        (g - w).abs() <= tol,
+                        "{isa} packed m{m} k{k} n{n} {act:?} [{i}]: {g} vs {w}"
+                    );
+                }
             });
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                let tol = 1e-5 * (1.0 + (k as f32).sqrt()) * (1.0 + w.abs());
-                assert!(
-                    (g - w).abs() <= tol,
-                    "packed m{m} k{k} n{n} {act:?} [{i}]: {g} vs {w}"
-                );
+        }
+    }
+
+    /// bf16 GEMM against a naive loop on inputs rounded to bf16 the same way (nearest
+    /// even). Products of two bf16 values are exact in f32 and `vdpbf16ps` sums them in
+    /// f32, so the only difference from the f64 reference is f32 accumulation: the same
+    /// tolerance as the fp32 kernels. GEMMs shallower than BF16_MIN_K stay fp32.
+    #[test]
+    fn pointwise_packed_bf16_matches_naive_on_rounded_inputs() {
+        if !Isa::detected().has_bf16() {
+            eprintln!("skipped: this CPU lacks AVX-512 BF16 (bf16 GEMMs cannot run here)");
+            return;
+        }
+        gemm_cases(23, |pool, m, k, n, act, x, w, bias, res| {
+            let packed =
+                PackedWeights::pack_for(Isa::Avx512, GemmPrecision::Bf16, w, n, k).unwrap();
+            let bf16 = k >= BF16_MIN_K;
+            assert_eq!(packed.precision() == GemmPrecision::Bf16, bf16, "k {k}");
+            let round = |v: f32| {
+                if bf16 {
+                    half::bf16::from_f32(v).to_f32()
+                } else {
+                    v
+                }
+            };
+            let mut got = vec![f32::NAN; m * n];
+            pool.install(|| pointwise_packed(x, m, &packed, bias, act, res, &mut got));
+            for i in 0..m {
+                for j in 0..n {
+                    let mut a = bias[j] as f64;
+                    for kk in 0..k {
+                        a += round(x[i * k + kk]) as f64 * round(w[j * k + kk]) as f64;
+                    }
+                    let want = act.apply(a as f32) + res.map_or(0.0, |r| r[i * n + j]);
+                    let g = got[i * n + j];
+                    let tol = 1e-5 * (1.0 + (k as f32).sqrt()) * (1.0 + want.abs());
+                    assert!(
+                        (g - want).abs() <= tol,
+                        "bf16 m{m} k{k} n{n} {act:?} [{i}, {j}]: {g} vs {want}"
+                    );
+                }
             }
         });
+    }
+
+    #[test]
+    fn bf16_packing_is_refused_without_avx512_bf16() {
+        for isa in Isa::supported() {
+            let (n, k) = (2, BF16_MIN_K);
+            let r = PackedWeights::pack_for(isa, GemmPrecision::Bf16, &vec![1.0; n * k], n, k);
+            match r {
+                Ok(p) => assert!(isa.has_bf16() && p.precision() == GemmPrecision::Bf16),
+                Err(e) => {
+                    assert!(!isa.has_bf16());
+                    assert!(e.to_string().contains("AVX-512 BF16"), "{e}");
+                }
+            }
+        }
     }
 }

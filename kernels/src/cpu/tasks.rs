@@ -1,5 +1,8 @@
 //! How the CPU twins split work across rayon tasks: [`task_rows`] sizes row blocks for
-//! the caller's pool, [`SendPtr`] hands disjoint output tiles to tasks.
+//! the caller's pool, [`for_each_task`] / [`for_each_chunk`] run them (in order, without
+//! rayon, in a one-thread pool), [`SendPtr`] hands disjoint output tiles to tasks.
+
+use rayon::prelude::*;
 
 /// Pointer wrapper to hand disjoint output tiles to rayon tasks.
 #[derive(Clone, Copy)]
@@ -18,4 +21,30 @@ pub(crate) fn task_rows(total: usize, min_rows: usize) -> usize {
         .div_ceil(threads * TASKS_PER_THREAD)
         .max(min_rows)
         .max(1)
+}
+
+/// Run `f(0..n)`: as rayon tasks, or in a plain loop when the pool has one thread (no
+/// scheduling cost on the single-stream latency path).
+pub(crate) fn for_each_task(n: usize, f: impl Fn(usize) + Send + Sync) {
+    if n <= 1 || rayon::current_num_threads() == 1 {
+        (0..n).for_each(f);
+    } else {
+        (0..n).into_par_iter().for_each(f);
+    }
+}
+
+/// Run `f(i, chunk)` over the `len`-long chunks of `y` (output rows): as rayon tasks,
+/// or in a plain loop when the pool has one thread.
+pub(crate) fn for_each_chunk(
+    y: &mut [f32],
+    len: usize,
+    f: impl Fn(usize, &mut [f32]) + Send + Sync,
+) {
+    if rayon::current_num_threads() == 1 {
+        y.chunks_mut(len).enumerate().for_each(|(i, ch)| f(i, ch));
+    } else {
+        y.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, ch)| f(i, ch));
+    }
 }

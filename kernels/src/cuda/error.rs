@@ -5,7 +5,7 @@
 use cudarc::driver::DriverError;
 use cudarc::nvrtc::result::NvrtcError;
 
-/// Everything that can go wrong in the CUDA half of the kernels crate.
+/// Everything that can go wrong in the kernels crate (almost all of it in the CUDA half).
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     /// libnvrtc could not be loaded (or lacks a symbol): see [`crate::cuda::nvrtc`] for
@@ -50,6 +50,14 @@ pub enum KernelError {
     /// Any other CUDA driver error (allocation, copy, module load, synchronisation).
     #[error(transparent)]
     Driver(#[from] DriverError),
+    /// A CPU kernel variant needs an instruction-set feature that this CPU, at the level
+    /// in use (`VIGIL_CPU_ISA` can lower it), lacks.
+    #[error("{what} need {needs}, which this CPU lacks at the instruction set in use ({isa})")]
+    CpuFeature {
+        what: &'static str,
+        needs: &'static str,
+        isa: &'static str,
+    },
     /// Any other NVRTC API error.
     #[error("NVRTC call failed: {0:?}")]
     Nvrtc(#[from] NvrtcError),

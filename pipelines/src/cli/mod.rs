@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use vigil_engine::{Device, Engine, EngineConfig, Labels, Model, Precision};
+use vigil_engine::{ComputePrecision, Device, Engine, EngineConfig, Labels, Model};
 
 use crate::analyzer::Analyzer;
 use crate::config::WatchConfig;
@@ -93,9 +93,10 @@ pub struct EngineArgs {
     /// Worker threads for the CPU backend (0 = all cores; more than the cores is capped).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// GPU storage precision: fp16 (fp32 accumulation) or fp32 (verification mode).
-    #[arg(long, default_value = "fp16", value_parser = parse_precision)]
-    pub precision: Precision,
+    /// Arithmetic: auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16 (GPU: fp16 storage,
+    /// fp32 accumulation) or bf16 (CPU with AVX-512 BF16: bf16 GEMM inputs, fp32 accumulation).
+    #[arg(long, default_value = "auto", value_parser = ComputePrecision::parse)]
+    pub precision: ComputePrecision,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -233,14 +234,6 @@ pub struct BenchArgs {
 
 fn parse_device(s: &str) -> std::result::Result<Device, String> {
     s.parse::<Device>().map_err(|e| e.to_string())
-}
-
-fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
-    match s {
-        "fp16" | "f16" => Ok(Precision::F16),
-        "fp32" | "f32" => Ok(Precision::F32),
-        other => Err(format!("unknown precision {other:?} — use fp16 or fp32")),
-    }
 }
 
 fn parse_rate(s: &str) -> std::result::Result<Rate, String> {
