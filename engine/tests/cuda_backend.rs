@@ -1,8 +1,9 @@
 //! The CUDA backend against the CPU backend on a small synthetic model that has every
 //! layer kind (stem, temporal, SE with fused gate, pooled/projected and identity skips,
 //! head); several steps over shuffled slot subsets, with graphs and without; what a step
-//! issues (launches, copies, host↔device bytes) against the plan. The GPU tests are
-//! ignored by default (no GPU on CI yet) and skip with a printed notice without one.
+//! issues (launches, copies, host↔device bytes) against the plan. They run on every
+//! `cargo test`: on the real driver when one loads, else on the emulated driver
+//! (vigil-cuda-emu); a device that cannot be set up fails the test, nothing skips.
 #![cfg(feature = "cuda")]
 
 mod cuda_common;
