@@ -77,6 +77,12 @@ fn a_step_is_one_graph_launch_and_moves_only_inputs_and_logits() {
         assert_eq!(d.synchronizations, steps, "one synchronisation a step");
         let per_step = d.kernel_launches / steps;
         assert!(per_step > 60, "{per_step} kernels a step");
+        let walked = b.last_step().expect("step stats").nodes;
+        assert_eq!(
+            (per_step, d.dtod_copies / steps),
+            (walked.kernels as u64, walked.copies as u64),
+            "the device executed exactly the kernels and copies the plan's walk enqueued"
+        );
         if graphs {
             assert_eq!(
                 d.graph_launches, steps,
