@@ -12,6 +12,7 @@ mod cuda_common;
 use common::*;
 
 use vigil_engine::cuda::{CudaBackend, CudaConfig};
+use vigil_engine::roofline::{self, NodeKind};
 use vigil_engine::Backend;
 use vigil_kernels::Precision;
 
@@ -82,6 +83,13 @@ fn a_step_is_one_graph_launch_and_moves_only_inputs_and_logits() {
             (per_step, d.dtod_copies / steps),
             (walked.kernels as u64, walked.copies as u64),
             "the device executed exactly the kernels and copies the plan's walk enqueued"
+        );
+        let modelled = roofline::step_nodes(b.plan(), Precision::F16);
+        let count = |k: NodeKind| modelled.iter().filter(|n| n.kind == k).count() as u64;
+        assert_eq!(
+            (per_step, d.dtod_copies / steps),
+            (count(NodeKind::Kernel), count(NodeKind::Copy)),
+            "the performance model's nodes per step are the ones the device executed"
         );
         if graphs {
             assert_eq!(

@@ -28,7 +28,8 @@
 //! Submodules: `nodes` (the plan's ops as device nodes: [`step_nodes`], [`clip_nodes`],
 //! device-memory footprints) and `fusion` (the what-ifs). The node list is one exhaustive
 //! `match` over [`crate::plan::Op`], like the CUDA backend's walk of the same plan
-//! (launches are counted from the plan, not yet from the emulated driver's counters).
+//! (launches are counted from the plan; `engine/tests/cuda_traffic.rs` checks that the
+//! emulated driver counts the same kernels and copies per step).
 
 mod fusion;
 mod nodes;
