@@ -44,10 +44,12 @@ use cudarc::nvrtc::sys;
 
 use super::KernelError;
 
-/// Every CUDA source of the crate, `(file name, text)`. `common.cuh` first; each `.cu`
-/// file is one translation-unit fragment of the single NVRTC program.
+/// Every CUDA source of the crate, `(file name, text)`. The headers (`common.cuh`,
+/// `gemm.cuh`) first; each `.cu` file is one translation-unit fragment of the single
+/// NVRTC program.
 pub const SOURCES: &[(&str, &str)] = &[
     ("common.cuh", include_str!("../../cuda/common.cuh")),
+    ("gemm.cuh", include_str!("../../cuda/gemm.cuh")),
     ("preprocess.cu", include_str!("../../cuda/preprocess.cu")),
     ("conv2d.cu", include_str!("../../cuda/conv2d.cu")),
     ("pointwise.cu", include_str!("../../cuda/pointwise.cu")),
