@@ -56,6 +56,9 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("window2d.cu", include_str!("../../cuda/window2d.cu")),
     ("temporal.cu", include_str!("../../cuda/temporal.cu")),
     ("reduce.cu", include_str!("../../cuda/reduce.cu")),
+    ("linear.cu", include_str!("../../cuda/linear.cu")),
+    ("layernorm.cu", include_str!("../../cuda/layernorm.cu")),
+    ("attention.cu", include_str!("../../cuda/attention.cu")),
 ];
 
 /// Name NVRTC gives the generated root source in its log.
@@ -81,6 +84,12 @@ pub const KERNEL_NAMES: &[&str] = &[
     "cumulative_pool_f32",
     "channel_gate_f16",
     "channel_gate_f32",
+    "linear_f16",
+    "linear_f32",
+    "layer_norm_f16",
+    "layer_norm_f32",
+    "attention_f16",
+    "attention_f32",
 ];
 
 /// One NVRTC compile of the whole program for one target.
