@@ -14,7 +14,8 @@
 // row max across the quad through shared memory, p = exp(s - max) in fp32, the running
 // sum and the fp32 output accumulators (each thread head_dim/4 columns) rescaled by
 // exp(old max - new max). Scores, softmax and accumulation are fp32 in both precisions;
-// q/k/v tiles are staged in shared memory as fp32. head_dim <= ATT_HD.
+// q/k/v tiles are staged in shared memory as fp32. head_dim <= ATT_HD. Capped at 128
+// registers (__launch_bounds__(ATT_THREADS, 4): no spill) so that 4 blocks fit an SM.
 //
 // Why SIMT and not mma.sync: in CLIP the attention is ~1-3% of the FLOPs (ViT-B/32: 50
 // tokens, head_dim 64 → QK^T and PV are 2 x 50 x 50 x 64 per head against 12 x 768^2 per
@@ -123,7 +124,7 @@ __device__ __forceinline__ void attention_impl(const T* __restrict__ q, long lon
     }
 }
 
-extern "C" __global__ void __launch_bounds__(ATT_THREADS)
+extern "C" __global__ void __launch_bounds__(ATT_THREADS, 4)
     attention_f16(const __half* __restrict__ q, long long q_stride, const __half* __restrict__ k,
                   long long k_stride, const __half* __restrict__ v, long long v_stride,
                   __half* __restrict__ out, int heads, int q_len, int kv_len, int head_dim,
@@ -132,7 +133,7 @@ extern "C" __global__ void __launch_bounds__(ATT_THREADS)
                            causal, scale);
 }
 
-extern "C" __global__ void __launch_bounds__(ATT_THREADS)
+extern "C" __global__ void __launch_bounds__(ATT_THREADS, 4)
     attention_f32(const float* __restrict__ q, long long q_stride, const float* __restrict__ k,
                   long long k_stride, const float* __restrict__ v, long long v_stride,
                   float* __restrict__ out, int heads, int q_len, int kv_len, int head_dim,
