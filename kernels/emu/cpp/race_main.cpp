@@ -166,6 +166,34 @@ void cases(bool f16) {
         launch(name("channel_gate"), dim3{2, 1, 1}, b256, (void*)x.data(), (const void*)g.data(), 1.0f / 6.0f, 2, 9,
                13);
     }
+    {  // linear: M=70, N=66 (2x2 tiles with tails), K=40 (two k-tiles, a K tail), quick
+       // GELU + residual, then exact GELU without
+        const int M = 70, N = 66, K = 40;
+        auto x = data(M * K, f16), w = data(N * K, f16), r = data(M * N, f16), y = data(M * N, f16);
+        auto bias = floats(N);
+        const dim3 blk{f16 ? 128u : 256u, 1, 1}, grd{2, 2, 1};
+        launch(name("linear"), grd, blk, (const void*)x.data(), (const void*)w.data(), (const void*)bias.data(),
+               (const void*)r.data(), (void*)y.data(), M, N, K, 1);
+        launch(name("linear"), grd, blk, (const void*)x.data(), (const void*)w.data(), (const void*)bias.data(),
+               (const void*)nullptr, (void*)y.data(), M, N, K, 2);
+    }
+    {  // layer_norm: 3 rows of 150 (every thread 1-2 values), rows strided by 160
+        auto x = data(3 * 160, f16), y = data(3 * 150, f16);
+        auto gamma = floats(150, 0.5f, 1.5f), beta = floats(150);
+        launch(name("layer_norm"), dim3{3, 1, 1}, dim3{128, 1, 1}, (const void*)x.data(), (long long)160,
+               (const void*)gamma.data(), (const void*)beta.data(), 1e-5f, (void*)y.data(), 150);
+    }
+    {  // attention: 2 sequences x 2 heads, 40 tokens (2 query blocks, 3 key tiles), head_dim
+       // 12, q/k/v the thirds of one fused QKV row; causal, then not
+        const int B = 2, H = 2, S = 40, HD = 12, D = H * HD;
+        auto qkv = data(B * S * 3 * D, f16), out = data(B * S * D, f16);
+        const std::size_t es = f16 ? 2 : 4;
+        const unsigned char* base = qkv.data();
+        for (int causal = 1; causal >= 0; --causal)
+            launch(name("attention"), dim3{2, H, B}, dim3{128, 1, 1}, (const void*)base, (long long)(3 * D),
+                   (const void*)(base + D * es), (long long)(3 * D), (const void*)(base + 2 * D * es),
+                   (long long)(3 * D), (void*)out.data(), H, S, S, HD, causal, 0.25f);
+    }
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::nvrtc;
+use super::transformer::TransformerFns;
 use super::{KernelError, Precision, Storage};
 use crate::{Activation, Conv2dGeom};
 
@@ -27,7 +28,7 @@ const MAX_GRID_1D: u64 = 1 << 20;
 
 /// The f16 and f32 variant of one kernel.
 #[derive(Debug, Clone)]
-struct Pair {
+pub(super) struct Pair {
     f16: CudaFunction,
     f32: CudaFunction,
     name_f16: &'static str,
@@ -35,7 +36,7 @@ struct Pair {
 }
 
 impl Pair {
-    fn load(
+    pub(super) fn load(
         module: &Arc<CudaModule>,
         name_f16: &'static str,
         name_f32: &'static str,
@@ -48,7 +49,7 @@ impl Pair {
         })
     }
 
-    fn get(&self, p: Precision) -> (&CudaFunction, &'static str) {
+    pub(super) fn get(&self, p: Precision) -> (&CudaFunction, &'static str) {
         match p {
             Precision::F16 => (&self.f16, self.name_f16),
             Precision::F32 => (&self.f32, self.name_f32),
@@ -71,16 +72,22 @@ pub struct CudaKernels {
     spatial_mean: Pair,
     cumulative_pool: Pair,
     channel_gate: Pair,
+    pub(super) transformer: TransformerFns,
 }
 
-fn i32_of(op: &'static str, what: &str, v: usize) -> Result<i32, KernelError> {
+pub(super) fn i32_of(op: &'static str, what: &str, v: usize) -> Result<i32, KernelError> {
     i32::try_from(v).map_err(|_| KernelError::Shape {
         op,
         detail: format!("{what} = {v} exceeds i32"),
     })
 }
 
-fn need(op: &'static str, what: &str, have: usize, want: usize) -> Result<(), KernelError> {
+pub(super) fn need(
+    op: &'static str,
+    what: &str,
+    have: usize,
+    want: usize,
+) -> Result<(), KernelError> {
     if have < want {
         return Err(KernelError::Shape {
             op,
@@ -154,6 +161,7 @@ impl CudaKernels {
             spatial_mean: Pair::load(&module, "spatial_mean_f16", "spatial_mean_f32")?,
             cumulative_pool: Pair::load(&module, "cumulative_pool_f16", "cumulative_pool_f32")?,
             channel_gate: Pair::load(&module, "channel_gate_f16", "channel_gate_f32")?,
+            transformer: TransformerFns::load(&module)?,
             _module: module,
         })
     }

@@ -5,7 +5,8 @@
 //! - [`CudaKernels`] — every kernel loaded into one context ([`CudaKernels::compile`]);
 //!   its methods have the CPU twins' names and contracts (`preprocess_u8`, `conv2d`,
 //!   `pointwise`, `pointwise_gated`, `depthwise2d`, `avg_pool2d`, `temporal_causal`,
-//!   `spatial_mean`, `cumulative_pool`, `channel_gate`) and take device buffers
+//!   `spatial_mean`, `cumulative_pool`, `channel_gate`; the transformer ops `linear`,
+//!   `layer_norm`, `attention` in [`transformer`]) and take device buffers
 //!   (`CudaSlice`/`CudaView`/`CudaViewMut`) plus a `CudaStream`. They only enqueue
 //!   kernels: no allocation, no synchronisation, so a step can be captured in a CUDA graph.
 //! - [`Precision`] / [`Storage`] — fp16 storage with fp32 accumulation (`half::f16`,
@@ -28,6 +29,7 @@ mod launch;
 pub mod nvrtc;
 pub mod occupancy;
 pub mod ptxas;
+pub mod transformer;
 pub mod twins;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,6 +39,7 @@ pub use cudarc;
 use cudarc::driver::{CudaContext, DeviceRepr, ValidAsZeroBits};
 pub use error::KernelError;
 pub use launch::CudaKernels;
+pub use transformer::{gelu_id, DeviceRows, ATTENTION_MAX_HEAD_DIM};
 
 /// Storage precision of a CUDA step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -44,16 +44,21 @@ use cudarc::nvrtc::sys;
 
 use super::KernelError;
 
-/// Every CUDA source of the crate, `(file name, text)`. `common.cuh` first; each `.cu`
-/// file is one translation-unit fragment of the single NVRTC program.
+/// Every CUDA source of the crate, `(file name, text)`. The headers (`common.cuh`,
+/// `gemm.cuh`) first; each `.cu` file is one translation-unit fragment of the single
+/// NVRTC program.
 pub const SOURCES: &[(&str, &str)] = &[
     ("common.cuh", include_str!("../../cuda/common.cuh")),
+    ("gemm.cuh", include_str!("../../cuda/gemm.cuh")),
     ("preprocess.cu", include_str!("../../cuda/preprocess.cu")),
     ("conv2d.cu", include_str!("../../cuda/conv2d.cu")),
     ("pointwise.cu", include_str!("../../cuda/pointwise.cu")),
     ("window2d.cu", include_str!("../../cuda/window2d.cu")),
     ("temporal.cu", include_str!("../../cuda/temporal.cu")),
     ("reduce.cu", include_str!("../../cuda/reduce.cu")),
+    ("linear.cu", include_str!("../../cuda/linear.cu")),
+    ("layernorm.cu", include_str!("../../cuda/layernorm.cu")),
+    ("attention.cu", include_str!("../../cuda/attention.cu")),
 ];
 
 /// Name NVRTC gives the generated root source in its log.
@@ -79,6 +84,12 @@ pub const KERNEL_NAMES: &[&str] = &[
     "cumulative_pool_f32",
     "channel_gate_f16",
     "channel_gate_f32",
+    "linear_f16",
+    "linear_f32",
+    "layer_norm_f16",
+    "layer_norm_f32",
+    "attention_f16",
+    "attention_f32",
 ];
 
 /// One NVRTC compile of the whole program for one target.

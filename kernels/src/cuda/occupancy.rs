@@ -242,6 +242,11 @@ pub fn launch_block_threads(name: &str) -> Option<u32> {
         "pointwise_f16" => 128,
         // SIMT tile: 16x16 threads (`__launch_bounds__(256)`)
         "pointwise_f32" => 256,
+        // transformer.rs: the same GEMM tiles; LN_THREADS; ATT_THREADS (4 per query row)
+        "linear_f16" => 128,
+        "linear_f32" => 256,
+        "layer_norm_f16" | "layer_norm_f32" => 128,
+        "attention_f16" | "attention_f32" => 128,
         // block (32, 8)
         "spatial_mean_f16" | "spatial_mean_f32" => 256,
         // the 1-D grid-stride kernels: BLOCK_1D
@@ -316,9 +321,9 @@ mod tests {
         assert_eq!(SM_86.max_warps_per_sm(), 48);
     }
 
-    /// `launch_block_threads` mirrors the launch configurations in `launch.rs`; this reads
-    /// that file's text so a change to a block size there fails here until the table
-    /// (and so the occupancy report) follows.
+    /// `launch_block_threads` mirrors the launch configurations in `launch.rs` and
+    /// `transformer.rs`; this reads those files' text so a change to a block size there
+    /// fails here until the table (and so the occupancy report) follows.
     #[test]
     fn block_sizes_match_launch_rs() {
         let src = include_str!("launch.rs");
@@ -331,6 +336,18 @@ mod tests {
             assert!(
                 src.contains(needle),
                 "launch.rs no longer contains `{needle}`: update launch_block_threads"
+            );
+        }
+        let src = include_str!("transformer.rs");
+        for needle in [
+            "const LN_THREADS: u32 = 128;",
+            "const ATT_THREADS: u32 = 128;",
+            "Precision::F16 => 128,",
+            "Precision::F32 => 256,",
+        ] {
+            assert!(
+                src.contains(needle),
+                "transformer.rs no longer contains `{needle}`: update launch_block_threads"
             );
         }
         for k in super::super::nvrtc::KERNEL_NAMES {
