@@ -63,8 +63,8 @@ fn single_thread_matches_float_oracle() {
 /// logits move by ~1e-2 relative (measured worst 9.3e-3; bound 2e-2 per frame). A
 /// top-1 may only differ where that error can explain it: the oracle's top-2 margin below
 /// twice the frame's error times its logits' norm (cattle7 has frames whose margin is
-/// 0.04% of the norm, far inside any bf16 error). On the K600 fixtures top-1 agreement
-/// must also be >= 99% (the acceptance).
+/// 0.04% of the norm, far inside any bf16 error), and top-1 agreement must be >= 99% on
+/// every fixture (the acceptance; measured: K600 100% and 100%, cattle7 130/131).
 fn check_bf16(model_rel: &str, fixture_name: &str, min_agreement: f64) {
     use vigil_engine::ComputePrecision;
     use vigil_kernels::cpu::Isa;
@@ -138,6 +138,6 @@ fn bf16_k600_arm_wrestling_matches_float_oracle_top1() {
 }
 
 #[test]
-fn bf16_cattle7_stays_within_its_error_bound() {
-    check_bf16(CATTLE, "cattle7__carving_ice_172.safetensors", 0.0);
+fn bf16_cattle7_matches_float_oracle_top1() {
+    check_bf16(CATTLE, "cattle7__carving_ice_172.safetensors", 0.99);
 }
