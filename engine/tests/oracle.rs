@@ -7,6 +7,23 @@ mod common;
 use common::*;
 use vigil_engine::{Engine, EngineConfig};
 
+/// Frame by frame: index, the engine's logits, the oracle's, and their relative L2 error.
+fn per_frame<'a>(
+    got: &'a [f32],
+    oracle: &'a [f32],
+    classes: usize,
+) -> impl Iterator<Item = (usize, &'a [f32], &'a [f32], f64)> {
+    assert_eq!(
+        got.len(),
+        oracle.len(),
+        "one row of logits per oracle frame"
+    );
+    got.chunks(classes)
+        .zip(oracle.chunks(classes))
+        .enumerate()
+        .map(|(i, (g, o))| (i, g, o, rel_l2(g, o)))
+}
+
 fn check(model_rel: &str, fixture_name: &str, threads: usize) {
     let m = model(model_rel);
     let fx = fixture(fixture_name);
@@ -15,12 +32,7 @@ fn check(model_rel: &str, fixture_name: &str, threads: usize) {
     let mut e = engine(&m, threads);
     let got = run_single(&mut e, &fx);
     let mut worst = 0.0f64;
-    for i in 0..fx.len() {
-        let (g, o) = (
-            &got[i * classes..(i + 1) * classes],
-            &oracle[i * classes..(i + 1) * classes],
-        );
-        let err = rel_l2(g, o);
+    for (i, g, o, err) in per_frame(&got, oracle, classes) {
         worst = worst.max(err);
         assert!(
             err <= 1e-4,
@@ -90,12 +102,7 @@ fn check_bf16(model_rel: &str, fixture_name: &str, min_agreement: f64) {
     assert!(e.device_name().contains("bf16"), "{}", e.device_name());
     let got = run_single(&mut e, &fx);
     let (mut worst, mut agree) = (0.0f64, 0usize);
-    for i in 0..fx.len() {
-        let (g, o) = (
-            &got[i * classes..(i + 1) * classes],
-            &oracle[i * classes..(i + 1) * classes],
-        );
-        let err = rel_l2(g, o);
+    for (i, g, o, err) in per_frame(&got, oracle, classes) {
         worst = worst.max(err);
         assert!(
             err <= 2e-2,
