@@ -9,7 +9,17 @@
 #   - NVRTC + CUDA runtime headers from PyPI wheels (kernels compile at run time with
 #     NVRTC; no GPU or CUDA toolkit needed to check that they compile)
 # and writes target/vigil-env.sh, which the other scripts source.
+# `scripts/setup.sh --bench` also installs the side-by-side benchmarks' engines into
+# target/vigil-env's venv (benches/side_by_side.py: TFLite via ai-edge-litert, OpenVINO,
+# numpy, safetensors, flatbuffers — pinned below); CI does not need them.
 set -euo pipefail
+bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) bench=1 ;;
+    *) echo "setup: unknown option $arg — use --bench or nothing" >&2; exit 2 ;;
+  esac
+done
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
@@ -42,6 +52,11 @@ fi
 if [ ! -x "$venv/bin/schemathesis" ]; then
   echo "setup: installing schemathesis"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check schemathesis==4.32.5
+fi
+if [ "$bench" = 1 ]; then
+  echo "setup: installing the side-by-side benchmarks' Python packages"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+    ai-edge-litert==2.3.0 openvino==2026.4.1 numpy safetensors flatbuffers
 fi
 cat > "$root/target/vigil-env.sh" <<ENV
 # written by scripts/setup.sh

@@ -27,6 +27,9 @@ pub struct BenchReport {
     pub step_ms_p50: f64,
     pub step_ms_p99: f64,
     pub state_bytes_per_stream: usize,
+    /// The CPU kernels' instruction set (`scalar|avx2|avx512`, lowered by
+    /// `VIGIL_CPU_ISA`); `None` on a GPU.
+    pub isa: Option<&'static str>,
     /// The device is Vigil's emulated CUDA driver (kernels on the CPU): not a GPU
     /// measurement.
     pub emulated: bool,
@@ -102,6 +105,10 @@ pub fn run(
         step_ms_p50: pct(0.5),
         step_ms_p99: pct(0.99),
         state_bytes_per_stream: engine.state_bytes_per_session(),
+        isa: engine
+            .device_name()
+            .starts_with("cpu")
+            .then(|| vigil_kernels::cpu::Isa::active().name()),
         emulated: engine.device_name().starts_with("cuda")
             && vigil_kernels::cuda::driver_is_emulated(),
     };

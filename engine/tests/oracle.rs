@@ -7,6 +7,23 @@ mod common;
 use common::*;
 use vigil_engine::{Engine, EngineConfig};
 
+/// Frame by frame: index, the engine's logits, the oracle's, and their relative L2 error.
+fn per_frame<'a>(
+    got: &'a [f32],
+    oracle: &'a [f32],
+    classes: usize,
+) -> impl Iterator<Item = (usize, &'a [f32], &'a [f32], f64)> {
+    assert_eq!(
+        got.len(),
+        oracle.len(),
+        "one row of logits per oracle frame"
+    );
+    got.chunks(classes)
+        .zip(oracle.chunks(classes))
+        .enumerate()
+        .map(|(i, (g, o))| (i, g, o, rel_l2(g, o)))
+}
+
 fn check(model_rel: &str, fixture_name: &str, threads: usize) {
     let m = model(model_rel);
     let fx = fixture(fixture_name);
@@ -15,12 +32,7 @@ fn check(model_rel: &str, fixture_name: &str, threads: usize) {
     let mut e = engine(&m, threads);
     let got = run_single(&mut e, &fx);
     let mut worst = 0.0f64;
-    for i in 0..fx.len() {
-        let (g, o) = (
-            &got[i * classes..(i + 1) * classes],
-            &oracle[i * classes..(i + 1) * classes],
-        );
-        let err = rel_l2(g, o);
+    for (i, g, o, err) in per_frame(&got, oracle, classes) {
         worst = worst.max(err);
         assert!(
             err <= 1e-4,
@@ -63,8 +75,8 @@ fn single_thread_matches_float_oracle() {
 /// logits move by ~1e-2 relative (measured worst 9.3e-3; bound 2e-2 per frame). A
 /// top-1 may only differ where that error can explain it: the oracle's top-2 margin below
 /// twice the frame's error times its logits' norm (cattle7 has frames whose margin is
-/// 0.04% of the norm, far inside any bf16 error). On the K600 fixtures top-1 agreement
-/// must also be >= 99% (the acceptance).
+/// 0.04% of the norm, far inside any bf16 error), and top-1 agreement must be >= 99% on
+/// every fixture (the acceptance; measured: K600 100% and 100%, cattle7 130/131).
 fn check_bf16(model_rel: &str, fixture_name: &str, min_agreement: f64) {
     use vigil_engine::ComputePrecision;
     use vigil_kernels::cpu::Isa;
@@ -90,12 +102,7 @@ fn check_bf16(model_rel: &str, fixture_name: &str, min_agreement: f64) {
     assert!(e.device_name().contains("bf16"), "{}", e.device_name());
     let got = run_single(&mut e, &fx);
     let (mut worst, mut agree) = (0.0f64, 0usize);
-    for i in 0..fx.len() {
-        let (g, o) = (
-            &got[i * classes..(i + 1) * classes],
-            &oracle[i * classes..(i + 1) * classes],
-        );
-        let err = rel_l2(g, o);
+    for (i, g, o, err) in per_frame(&got, oracle, classes) {
         worst = worst.max(err);
         assert!(
             err <= 2e-2,
@@ -138,6 +145,6 @@ fn bf16_k600_arm_wrestling_matches_float_oracle_top1() {
 }
 
 #[test]
-fn bf16_cattle7_stays_within_its_error_bound() {
-    check_bf16(CATTLE, "cattle7__carving_ice_172.safetensors", 0.0);
+fn bf16_cattle7_matches_float_oracle_top1() {
+    check_bf16(CATTLE, "cattle7__carving_ice_172.safetensors", 0.99);
 }

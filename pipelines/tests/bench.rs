@@ -37,6 +37,69 @@ fn bench_engine_json_last_line() {
     assert!(j["frames_per_s"].as_f64().unwrap() > 0.0, "{j}");
 }
 
+/// `vigil bench` on `k600_model()` for 0.3 s with `VIGIL_CPU_ISA` set (or not) and more
+/// arguments.
+fn bench_cpu(isa: Option<&str>, extra: &[&str]) -> Run {
+    let model = k600_model();
+    let mut cmd = vigil();
+    cmd.args([
+        "bench",
+        "--model",
+        &model,
+        "--streams",
+        "1",
+        "--threads",
+        "1",
+        "--seconds",
+        "0.3",
+        "--json",
+    ])
+    .args(extra);
+    match isa {
+        Some(i) => cmd.env("VIGIL_CPU_ISA", i),
+        None => cmd.env_remove("VIGIL_CPU_ISA"),
+    };
+    run_command(cmd, Duration::from_secs(60))
+}
+
+/// Issue 10: `VIGIL_CPU_ISA=avx2` runs the AVX2 kernels end to end, and the report says so.
+#[test]
+fn bench_reports_the_isa_that_ran() {
+    let r = bench_cpu(Some("avx2"), &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let j = last_json(&r.stdout);
+    assert_eq!(j["isa"], "avx2", "{j}");
+    assert!(j["device"].as_str().unwrap().contains("avx2, fp32"), "{j}");
+    let r = bench_cpu(None, &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let best = vigil_kernels::cpu::Isa::detected().name();
+    assert_eq!(last_json(&r.stdout)["isa"], best);
+}
+
+/// Issue 10: `--precision bf16` runs the bf16 GEMMs where the CPU has AVX-512 BF16, and is a
+/// user error (exit 2, one line naming the precision and what to use) where the kernels
+/// cannot: forced to AVX2 here, so it is tested on every machine.
+#[test]
+fn bench_precision_bf16_runs_or_is_refused_with_a_hint() {
+    let r = bench_cpu(Some("avx2"), &["--precision", "bf16"]);
+    assert_eq!(r.code, Some(2), "{}\n{}", r.stdout, r.stderr);
+    let line = r.stderr.trim();
+    assert!(line.starts_with("vigil: "), "{line}");
+    assert!(line.contains("bf16") && line.contains("fp32"), "{line}");
+    assert!(!line.contains("panicked"), "{line}");
+    if !vigil_kernels::cpu::Isa::detected().has_bf16() {
+        eprintln!("skipped: bf16 on this CPU — it has no AVX-512 BF16");
+        return;
+    }
+    let r = bench_cpu(None, &["--precision", "bf16"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let j = last_json(&r.stdout);
+    assert!(
+        j["device"].as_str().unwrap().contains("avx512, bf16"),
+        "{j}"
+    );
+}
+
 #[test]
 fn bench_ingest_h264_reports_throughput_and_latency() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,68 +8,77 @@
 //! `--precision` picks the engine's arithmetic (`auto|fp32|fp16|bf16`, see
 //! `ComputePrecision`).
 //!
+//! `cpu_ms_per_frame` is the process's CPU time (all threads) over the timed steps per
+//! frame: on a machine shared with other jobs it does not count time spent descheduled.
+//!
 //! usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R] [--micro-batch M] [--precision P] [--accuracy]
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use clap::Parser;
 use vigil_engine::fixture::Fixture;
 use vigil_engine::{ComputePrecision, Engine, EngineConfig, Model};
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
+/// Time the engine on a fixture's real frames; prints one JSON object.
+#[derive(Parser)]
+#[command(name = "fixture_bench")]
+struct Args {
+    /// The MoViNet stream model (.tflite).
+    model: PathBuf,
+    /// A shared fixture (.safetensors with `frames`).
+    fixture: PathBuf,
+    /// Streams, batched one frame each per step.
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
+    /// Engine threads (0 = all cores).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Timed steps (0 = the fixture's length).
+    #[arg(long, default_value_t = 0)]
+    rounds: usize,
+    /// Streams per micro-batch (0 = the engine's default).
+    #[arg(long, default_value_t = 0)]
+    micro_batch: usize,
+    /// Arithmetic: auto, fp32, fp16 or bf16.
+    #[arg(long, default_value = "auto", value_parser = ComputePrecision::parse)]
+    precision: ComputePrecision,
+    /// First compare one stream's logits with the fixture's float oracle.
+    #[arg(long)]
+    accuracy: bool,
+}
+
+/// CPU time this process has used, all threads, in milliseconds.
+fn process_cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    const VALUED: [&str; 5] = [
-        "--streams",
-        "--threads",
-        "--rounds",
-        "--micro-batch",
-        "--precision",
-    ];
-    if let Some(bad) = args
-        .iter()
-        .find(|a| a.starts_with("--") && !VALUED.contains(&a.as_str()) && *a != "--accuracy")
-    {
-        anyhow::bail!("fixture_bench: unknown option {bad}");
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_PROCESS_CPUTIME_ID is always
+    // available on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return f64::NAN;
     }
-    let streams: usize = flag("--streams").unwrap_or(1);
-    let threads: usize = flag("--threads").unwrap_or(1);
-    let rounds: usize = flag("--rounds").unwrap_or(0);
-    let micro_batch: usize = flag("--micro-batch").unwrap_or(0);
-    let precision = match args.iter().position(|a| a == "--precision") {
-        Some(i) => ComputePrecision::parse(args.get(i + 1).map_or("", |s| s.as_str()))
-            .map_err(anyhow::Error::msg)?,
-        None => ComputePrecision::Auto,
-    };
-    let pos: Vec<&String> = args
-        .iter()
-        .enumerate()
-        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || !args[i - 1].starts_with("--")))
-        .map(|(_, a)| a)
-        .collect();
-    let (Some(model_path), Some(fixture)) = (pos.first(), pos.get(1)) else {
-        anyhow::bail!(
-            "usage: fixture_bench MODEL FIXTURE [--streams N] [--threads T] [--rounds R] [--micro-batch M] [--precision P] [--accuracy]"
-        );
-    };
-    let model = Arc::new(Model::load(&PathBuf::from(model_path))?);
-    let fx = Fixture::load(&PathBuf::from(fixture))?;
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 * 1e-6
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let (streams, threads) = (a.streams, a.threads);
+    let model = Arc::new(Model::load(&a.model)?);
+    let fx = Fixture::load(&a.fixture)?;
     let mut engine = Engine::new(
         model.clone(),
         &EngineConfig {
             threads,
-            micro_batch,
-            precision,
+            micro_batch: a.micro_batch,
+            precision: a.precision,
             ..Default::default()
         },
     )?;
-    let accuracy = if args.iter().any(|a| a == "--accuracy") {
+    let accuracy = if a.accuracy {
         oracle_agreement(&mut engine, &fx, model.classes())?
     } else {
         String::new()
@@ -78,7 +87,7 @@ fn main() -> anyhow::Result<()> {
         .map(|_| engine.open_session())
         .collect::<Result<_, _>>()?;
     let mut logits = vec![0.0; streams * model.classes()];
-    let rounds = if rounds == 0 { fx.len() } else { rounds };
+    let rounds = if a.rounds == 0 { fx.len() } else { a.rounds };
     let mut frames: Vec<&[u8]> = Vec::with_capacity(streams);
     // warm-up: a few steps grow the workspace
     for r in 0..3 {
@@ -87,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         engine.step(&sessions, &frames, &mut logits)?;
     }
     let mut times = Vec::with_capacity(rounds);
+    let cpu0 = process_cpu_ms();
     let start = Instant::now();
     for r in 0..rounds {
         frames.clear();
@@ -96,14 +106,17 @@ fn main() -> anyhow::Result<()> {
         times.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     let total = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_ms() - cpu0;
     times.sort_by(f64::total_cmp);
+    let n = (rounds * streams) as f64;
     println!(
-        "{{\"engine\":\"vigil\",\"device\":{:?},\"isa\":\"{}\",\"streams\":{streams},\"threads\":{threads},\"rounds\":{rounds},\"frames_per_s\":{:.2},\"step_ms_p50\":{:.3},\"ms_per_frame\":{:.3}{accuracy}}}",
+        "{{\"engine\":\"vigil\",\"device\":{:?},\"isa\":\"{}\",\"streams\":{streams},\"threads\":{threads},\"rounds\":{rounds},\"frames_per_s\":{:.2},\"step_ms_p50\":{:.3},\"ms_per_frame\":{:.3},\"cpu_ms_per_frame\":{:.3}{accuracy}}}",
         engine.device_name(),
         vigil_kernels::cpu::Isa::active(),
-        (rounds * streams) as f64 / total,
+        n / total,
         times[times.len() / 2],
-        total * 1e3 / (rounds * streams) as f64
+        total * 1e3 / n,
+        cpu / n
     );
     Ok(())
 }

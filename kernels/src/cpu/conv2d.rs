@@ -224,7 +224,7 @@ mod tests {
     #[test]
     fn stem_conv_matches_naive_on_every_isa() {
         let mut r = Rng(5);
-        for isa in Isa::supported() {
+        for isa in isas_under_test("stem conv") {
             for &(h, wd, k, s, cin, cout, batch) in &[
                 (30, 30, 3, 2, 3, 8, 2),
                 (17, 23, 3, 2, 3, 16, 1),

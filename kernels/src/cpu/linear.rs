@@ -466,6 +466,8 @@ mod tests {
         {
             if std::is_x86_feature_detected!("avx512f") {
                 v.push(Isa::Avx512);
+            } else {
+                eprintln!("skipped: linear at avx512 — this CPU lacks AVX-512F");
             }
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                 v.push(Isa::Avx2);

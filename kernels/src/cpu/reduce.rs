@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn pools_and_gate_match_their_contracts_on_every_isa() {
         let mut r = Rng(9);
-        for isa in Isa::supported() {
+        for isa in isas_under_test("pools and gate") {
             for pool in pools() {
                 for &(batch, p, c) in &[(3, 7, 5), (2, 121, 37), (1, 36, 480)] {
                     let x = r.vec(batch * p * c);

@@ -1,7 +1,9 @@
 //! Test helpers shared by the CPU twins' tests: a seeded generator, a tolerance check,
-//! 1- and 3-thread pools, every activation, and a naive windowed reduction.
+//! 1- and 3-thread pools, every activation, a naive windowed reduction, and the ISA levels
+//! a twin test runs (saying which it skipped).
 #![allow(dead_code)]
 
+use crate::cpu::Isa;
 use crate::{Activation, Conv2dGeom};
 
 pub struct Rng(pub u64);
@@ -87,4 +89,18 @@ pub fn naive_window(
         }
     }
     y
+}
+
+/// The instruction-set levels a twin test runs: every one this CPU supports (whatever
+/// `VIGIL_CPU_ISA` says — each path is forced explicitly). For each level the CPU lacks,
+/// says on stderr that `what` skipped it, so a run on a machine without AVX-512 shows
+/// which paths it did not test.
+pub fn isas_under_test(what: &str) -> Vec<Isa> {
+    for isa in Isa::ALL.into_iter().filter(|i| !i.is_supported()) {
+        eprintln!(
+            "skipped: {what} at {isa} — this CPU has only {}",
+            Isa::detected()
+        );
+    }
+    Isa::supported().collect()
 }

@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn depthwise_and_avg_pool_match_naive_on_every_isa() {
         let mut r = Rng(11);
-        for isa in Isa::supported() {
+        for isa in isas_under_test("depthwise and avg pool") {
             for pool in pools() {
                 for &(h, w, kh, kw, s, c, batch) in &[
                     (43, 43, 3, 3, 2, 80, 2),
