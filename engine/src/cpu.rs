@@ -51,21 +51,28 @@ impl Workspace {
 }
 
 /// The plan's 1x1 weights packed for `pointwise_packed`, by weight id: each weight that
-/// a pointwise op reads, packed once when the backend is built.
+/// a pointwise op reads, packed once when the backend is built; weights of one-row ops
+/// (the head's dense layers) also as int8 where that is exact ([`PackedWeights::attach_int8`]).
 fn pack(plan: &Plan, isa: Isa, gemm: GemmPrecision) -> Result<Vec<Option<PackedWeights>>> {
     let mut packed: Vec<Option<PackedWeights>> = vec![None; plan.weights().len()];
     for s in plan.steps() {
-        if let Op::Pointwise { w, k, n, .. } = s.op {
+        if let Op::Pointwise { w, k, n, rows, .. } = s.op {
             let slot = &mut packed[w.index()];
             if slot.is_none() {
-                let p = PackedWeights::pack_for(isa, gemm, plan.values(w), n, k).map_err(|e| {
-                    EngineError::Precision {
-                        precision: gemm.name(),
-                        device: "cpu".into(),
-                        why: e.to_string(),
-                        hint: "use --precision fp32",
-                    }
-                })?;
+                let mut p =
+                    PackedWeights::pack_for(isa, gemm, plan.values(w), n, k).map_err(|e| {
+                        EngineError::Precision {
+                            precision: gemm.name(),
+                            device: "cpu".into(),
+                            why: e.to_string(),
+                            hint: "use --precision fp32",
+                        }
+                    })?;
+                if rows == 1 {
+                    // the head's dense layers: a few rows per step, bound by the bytes
+                    // of weights they stream — int8 where the export stored int8
+                    p.attach_int8(plan.values(w));
+                }
                 *slot = Some(p);
             }
         }
@@ -159,6 +166,17 @@ impl CpuBackend {
     /// What the 1x1 GEMMs multiply in.
     pub fn gemm_precision(&self) -> GemmPrecision {
         self.gemm
+    }
+
+    /// Names of the weights kept as int8 x per-channel scale for few-row GEMMs
+    /// ([`PackedWeights::attach_int8`]), e.g. `head/dense1/w`.
+    pub fn int8_weights(&self) -> Vec<&str> {
+        self.packed
+            .iter()
+            .zip(self.plan.weights())
+            .filter(|(p, _)| p.as_ref().is_some_and(|p| p.int8().is_some()))
+            .map(|(_, w)| w.name.as_str())
+            .collect()
     }
 
     /// The plan this backend walks.

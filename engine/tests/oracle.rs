@@ -50,6 +50,23 @@ fn check(model_rel: &str, fixture_name: &str, threads: usize) {
     );
 }
 
+/// The head's dense layers run on their int8 weights (exact, so the oracle checks above
+/// cover that path): both exports stored them as int8 per channel.
+#[test]
+fn head_dense_layers_keep_the_exports_int8_weights() {
+    for (rel, want) in [
+        (K600, &["head/dense1/w", "head/dense2/w"][..]),
+        (CATTLE, &["head/dense1/w", "head/dense2/w"][..]),
+    ] {
+        let m = model(rel);
+        let b = vigil_engine::cpu::CpuBackend::new(m, 1, 1).expect("cpu backend");
+        let int8 = b.int8_weights();
+        for w in want {
+            assert!(int8.contains(w), "{rel}: {w} not int8 (int8: {int8:?})");
+        }
+    }
+}
+
 #[test]
 fn k600_arm_wrestling_matches_float_oracle() {
     check(K600, "k600__arm_wrestling_5fps.safetensors", 0);

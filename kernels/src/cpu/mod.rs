@@ -11,7 +11,7 @@
 //! has already processed (0 for its first frame).
 //!
 //! One module per kernel family, like the `.cu` files: [`preprocess`], [`conv2d`],
-//! [`pointwise`], [`window2d`], [`temporal`], [`reduce`]; [`tasks`] and [`isa`] hold how
+//! [`pointwise`] (with [`gemv`] for int8-stored weights), [`window2d`], [`temporal`], [`reduce`]; [`tasks`] and [`isa`] hold how
 //! work is split across threads and instruction sets.
 
 mod aligned;
@@ -21,6 +21,7 @@ mod tasks;
 pub(crate) mod tile;
 
 pub mod conv2d;
+pub mod gemv;
 pub mod pointwise;
 pub mod preprocess;
 pub mod reduce;
@@ -38,6 +39,7 @@ mod test_util;
 
 pub use aligned::AlignedVec;
 pub use conv2d::{conv2d, conv2d_on};
+pub use gemv::{gemv_i8, Int8Weights, GEMV_MAX_ROWS};
 pub use isa::Isa;
 pub use pointwise::{
     panel_width, pointwise, pointwise_packed, GemmPrecision, PackedWeights, BF16_MIN_K,

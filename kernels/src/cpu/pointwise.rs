@@ -7,6 +7,7 @@
 use rayon::prelude::*;
 
 use super::aligned::AlignedVec;
+use super::gemv::{gemv_i8, Int8Weights, GEMV_MAX_ROWS};
 use super::isa::vector_dispatch;
 use super::simd::F32Vec;
 use super::tasks::{for_each_task, task_rows, SendPtr, TASKS_PER_THREAD};
@@ -145,6 +146,9 @@ pub struct PackedWeights {
     pub n: usize,
     isa: Isa,
     data: Packed,
+    /// the same weights as int8 x per-channel scale where that is exact
+    /// ([`PackedWeights::attach_int8`]): GEMMs of up to [`GEMV_MAX_ROWS`] rows read these
+    int8: Option<Int8Weights>,
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +262,7 @@ impl PackedWeights {
             n,
             isa,
             data: Packed::F32(panels),
+            int8: None,
         }
     }
 
@@ -281,7 +286,23 @@ impl PackedWeights {
             n,
             isa: Isa::Avx512,
             data: Packed::Bf16(pairs),
+            int8: None,
         }
+    }
+
+    /// Also keep `w` (the matrix these were packed from) as int8 x per-channel scale, if
+    /// every weight is exactly that ([`Int8Weights::exact`]): [`pointwise_packed`] then
+    /// runs GEMMs of up to [`GEMV_MAX_ROWS`] rows — memory-bound, a quarter of the bytes —
+    /// on them, in fp32 arithmetic whatever this packing's precision. Returns whether it
+    /// did. For GEMMs whose rows are few (the head's dense layers, per stream).
+    pub fn attach_int8(&mut self, w: &[f32]) -> bool {
+        self.int8 = Int8Weights::exact(self.isa, w, self.n, self.k);
+        self.int8.is_some()
+    }
+
+    /// The int8 form, if [`PackedWeights::attach_int8`] found one.
+    pub fn int8(&self) -> Option<&Int8Weights> {
+        self.int8.as_ref()
     }
 
     /// The instruction set these weights were packed for.
@@ -297,9 +318,10 @@ impl PackedWeights {
         }
     }
 
-    /// Bytes the packed weights occupy.
+    /// Bytes the packed weights occupy (with the int8 form, if attached).
     pub fn bytes(&self) -> usize {
-        match &self.data {
+        let int8 = self.int8.as_ref().map_or(0, Int8Weights::bytes);
+        int8 + match &self.data {
             Packed::F32(v) => std::mem::size_of_val(&v[..]),
             #[cfg(target_arch = "x86_64")]
             Packed::Bf16(v) => std::mem::size_of_val(&v[..]),
@@ -312,7 +334,8 @@ impl PackedWeights {
 /// reads activations in place and applies bias, activation and residual in registers
 /// before its one store. fp32 results equal [`pointwise`]'s up to float rounding
 /// (fused multiply-adds); bf16 weights give bf16-rounded inputs' products summed in
-/// fp32.
+/// fp32. GEMMs of up to [`GEMV_MAX_ROWS`] rows on weights with an int8 form attached
+/// ([`PackedWeights::attach_int8`]) run [`gemv_i8`] instead, in fp32.
 pub fn pointwise_packed(
     x: &[f32],
     m: usize,
@@ -329,6 +352,9 @@ pub fn pointwise_packed(
     }
     if m == 0 || n == 0 {
         return;
+    }
+    if let Some(q) = pw.int8.as_ref().filter(|_| m <= GEMV_MAX_ROWS) {
+        return gemv_i8(x, m, q, bias, act, residual, y);
     }
     let (width, lanes) = (panel_width(pw.isa), lanes(pw.isa));
     let g = Gemm {

@@ -33,6 +33,8 @@ pub(crate) trait F32Vec: Copy {
     unsafe fn load_n(p: *const f32, n: usize) -> Self;
     /// `*p` in every lane.
     unsafe fn broadcast(p: *const f32) -> Self;
+    /// `LANES` signed bytes from `p` (unaligned), each converted to f32 (exactly).
+    unsafe fn load_i8(p: *const i8) -> Self;
     unsafe fn store(self, p: *mut f32);
     /// Writes the first `n <= LANES` lanes to `p`; nothing past them is touched.
     unsafe fn store_n(self, p: *mut f32, n: usize);
@@ -133,6 +135,12 @@ impl F32Vec for Portable8 {
         unsafe { Portable8([*p; 8]) }
     }
     #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> Self {
+        // SAFETY: the caller guarantees 8 readable bytes at p.
+        let q = unsafe { std::ptr::read_unaligned(p as *const [i8; 8]) };
+        Portable8(q.map(f32::from))
+    }
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
         // SAFETY: the caller guarantees 8 writable values at p.
         unsafe { std::ptr::write_unaligned(p as *mut [f32; 8], self.0) }
@@ -218,6 +226,15 @@ mod x86 {
             unsafe { F32x8(_mm256_broadcast_ss(&*p)) }
         }
         #[inline(always)]
+        unsafe fn load_i8(p: *const i8) -> Self {
+            // SAFETY: the features are present and 8 bytes are readable (F32Vec contract).
+            unsafe {
+                F32x8(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                    p as *const __m128i,
+                ))))
+            }
+        }
+        #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
             // SAFETY: the features are present and the pointer is valid (F32Vec contract).
             unsafe { _mm256_storeu_ps(p, self.0) }
@@ -293,6 +310,15 @@ mod x86 {
         unsafe fn broadcast(p: *const f32) -> Self {
             // SAFETY: the features are present and the pointer is valid (F32Vec contract).
             unsafe { F32x16(_mm512_set1_ps(*p)) }
+        }
+        #[inline(always)]
+        unsafe fn load_i8(p: *const i8) -> Self {
+            // SAFETY: the features are present and 16 bytes are readable (F32Vec contract).
+            unsafe {
+                F32x16(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                    p as *const __m128i,
+                ))))
+            }
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
