@@ -1,4 +1,5 @@
-//! Example: run a shared fixture through one session and print the top-1 per frame.
+//! Example: run a shared fixture through one session (`--repeat` times, a fresh session
+//! each) and print the time per frame and the last frame's top-1.
 //!
 //! usage: classify_fixture MODEL.tflite FIXTURE.safetensors [LABELS.txt] [--repeat N] [--threads T]
 
@@ -6,35 +7,42 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use clap::Parser;
 use vigil_engine::fixture::Fixture;
 use vigil_engine::{Engine, EngineConfig, Labels, Model};
 
+/// Run a shared fixture through one session; prints the time per frame and the last
+/// frame's top-1.
+#[derive(Parser)]
+#[command(name = "classify_fixture")]
+struct Args {
+    /// The MoViNet stream model (.tflite).
+    model: PathBuf,
+    /// A shared fixture (.safetensors with `frames`).
+    fixture: PathBuf,
+    /// Class names, one a line (default: the class numbers).
+    labels: Option<PathBuf>,
+    /// Times to run the whole fixture, each in a fresh session.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Engine threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
+    let a = Args::parse();
+    let repeat = a.repeat;
+    let model = Arc::new(Model::load(&a.model)?);
+    let labels = match &a.labels {
+        Some(p) => Labels::load(p, model.classes())?,
+        None => Labels::numbered(model.classes()),
     };
-    let repeat: usize = flag("--repeat").unwrap_or(1);
-    let threads: usize = flag("--threads").unwrap_or(0);
-    let pos: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
-    let (Some(model), Some(fixture)) = (pos.first(), pos.get(1)) else {
-        anyhow::bail!("usage: classify_fixture MODEL FIXTURE [LABELS] [--repeat N] [--threads T]");
-    };
-    let model = Arc::new(Model::load(&PathBuf::from(model))?);
-    let labels = match pos.get(2) {
-        Some(p) if !p.chars().all(|c| c.is_ascii_digit()) => {
-            Labels::load(&PathBuf::from(p), model.classes())?
-        }
-        _ => Labels::numbered(model.classes()),
-    };
-    let fx = Fixture::load(&PathBuf::from(fixture))?;
+    let fx = Fixture::load(&a.fixture)?;
     let mut engine = Engine::new(
         model.clone(),
         &EngineConfig {
-            threads,
+            threads: a.threads,
             ..Default::default()
         },
     )?;

@@ -3,57 +3,66 @@
 //! GStreamer). Prints one JSON object per stream count (the `vigil bench --json` fields).
 //!
 //! usage: step_bench MODEL [--device cpu|cuda|auto] [--precision auto|fp32|fp16|bf16]
-//!                         [--streams 1,8,64,512,4096] [--seconds S] [--threads T]
+//!                         [--streams 1,8,64] [--seconds S] [--threads T]
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use clap::Parser;
 use vigil_engine::bench::{self, BenchConfig};
 use vigil_engine::{ComputePrecision, Device, Engine, EngineConfig, Model};
 
+/// Benchmark the engine step over a sweep of stream counts; prints one JSON object per
+/// stream count (the `vigil bench --json` fields).
+#[derive(Parser)]
+#[command(name = "step_bench")]
+struct Args {
+    /// The MoViNet stream model (.tflite).
+    model: PathBuf,
+    /// Backend: cpu, cuda (or gpu) or auto.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+    /// Arithmetic: auto, fp32, fp16 or bf16.
+    #[arg(long, default_value = "auto", value_parser = ComputePrecision::parse)]
+    precision: ComputePrecision,
+    /// Stream counts to sweep, comma-separated (e.g. 1,8,64,512,4096).
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64", value_parser = parse_count)]
+    streams: Vec<usize>,
+    /// Timed seconds per stream count.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Engine threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+/// A count from a comma-separated list, surrounding spaces allowed (`"1, 8"`).
+fn parse_count(s: &str) -> Result<usize, std::num::ParseIntError> {
+    s.trim().parse()
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let Some(model_path) = args.first().filter(|a| !a.starts_with("--")) else {
-        anyhow::bail!("usage: step_bench MODEL [--device cpu|cuda|auto] [--precision auto|fp32|fp16|bf16] [--streams 1,8,64] [--seconds S] [--threads T]");
-    };
-    let device: Device = flag("--device").as_deref().unwrap_or("cpu").parse()?;
-    let precision = ComputePrecision::parse(flag("--precision").as_deref().unwrap_or("auto"))
-        .map_err(anyhow::Error::msg)?;
-    let seconds: f64 = flag("--seconds")
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(3.0);
-    let threads: usize = match flag("--threads").map(|s| s.parse()).transpose()? {
-        Some(t) if t > 0 => t,
-        _ => std::thread::available_parallelism()
+    let a = Args::parse();
+    let threads = match a.threads {
+        0 => std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
+        t => t,
     };
-    let streams: Vec<usize> = flag("--streams")
-        .unwrap_or_else(|| "1,8,64".into())
-        .split(',')
-        .map(|s| s.trim().parse())
-        .collect::<Result<_, _>>()?;
-    let model = Arc::new(Model::load(&PathBuf::from(model_path))?);
+    let model = Arc::new(Model::load(&a.model)?);
     let mut engine = Engine::new(
         model.clone(),
         &EngineConfig {
-            device,
+            device: a.device,
             threads,
-            precision,
+            precision: a.precision,
             ..Default::default()
         },
     )?;
-    for n in streams {
+    for n in a.streams {
         let cfg = BenchConfig {
             streams: n,
-            seconds,
+            seconds: a.seconds,
             warmup_steps: 3,
         };
         let report = bench::run(&mut engine, &model.name, threads, &cfg)?;
