@@ -3,7 +3,8 @@
 //! capture for live sources, its arrival at the appsink for files) to its label. Produces an [`IngestReport`].
 //!
 //! Files are decoded as fast as possible and restarted at their end until the time is up,
-//! so short clips measure steady-state throughput. CPU time comes from `/proc/self/stat`,
+//! so short clips measure steady-state throughput. The timed window opens at the first
+//! decoded frame; start-up (plugins, connecting, preroll) is reported on its own. CPU time comes from `/proc/self/stat`,
 //! which turns frames/s into frames per CPU-second and hence into "how many cameras at
 //! their native rate one core can ingest" (decoding cost follows the native rate, not the
 //! sampled one).
@@ -37,6 +38,9 @@ pub struct IngestConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestReport {
     pub source: String,
+    /// From adding the stream to its first decoded frame (not part of the timed window).
+    pub startup_seconds: f64,
+    /// The timed window, from the first decoded frame.
     pub seconds: f64,
     pub frames_decoded: u64,
     pub decoded_fps: f64,
@@ -62,7 +66,11 @@ impl std::fmt::Display for IngestReport {
         let opt =
             |v: Option<f64>, d: usize| v.map(|x| format!("{x:.d$}")).unwrap_or_else(|| "-".into());
         writeln!(f, "ingest benchmark: {}", self.source)?;
-        writeln!(f, "  measured                {:.2} s", self.seconds)?;
+        writeln!(
+            f,
+            "  measured                {:.2} s (after {:.2} s of start-up)",
+            self.seconds, self.startup_seconds
+        )?;
         writeln!(
             f,
             "  decoded                 {} frames, {:.1} frames/s (native {} fps)",
@@ -98,6 +106,9 @@ impl std::fmt::Display for IngestReport {
         Ok(())
     }
 }
+
+/// How long the source may take to decode its first frame.
+const STARTUP_LIMIT: Duration = Duration::from_secs(30);
 
 /// Process CPU time (user + system) from `/proc/self/stat`.
 fn cpu_seconds() -> f64 {
@@ -157,18 +168,48 @@ pub fn run(
     opts.aspect = cfg.aspect;
     opts.looping = !live;
     let mut latencies: Vec<f32> = Vec::with_capacity(1 << 16);
-    let cpu0 = cpu_seconds();
-    let t0 = Instant::now();
+    let started = Instant::now();
     rt.add_stream(StreamSetup {
         name: "ingest".into(),
         source: spec.clone(),
         options: opts,
         events: None,
     })?;
+    let decoded_now = || rt.stream("ingest").map_or(0, |i| i.decoded);
+    // Start-up (plugin loading, connecting, the first decoded frame) is reported apart
+    // and not timed: the window opens at the first decoded frame.
+    let mut end_error = None;
+    let mut ended = false;
+    while decoded_now() == 0 && !stop.load(Ordering::Acquire) {
+        if started.elapsed() > STARTUP_LIMIT {
+            rt.shutdown()?;
+            return Err(PipelineError::Stream {
+                stream: "ingest".into(),
+                uri: spec.shown.clone(),
+                what: format!("no frame was decoded in {} s", STARTUP_LIMIT.as_secs()),
+                hint: "check that the source plays with gst-launch-1.0".into(),
+            });
+        }
+        match sub.recv_timeout(Duration::from_millis(10)) {
+            Ok(RuntimeEvent::End(e)) => {
+                end_error = e.error;
+                ended = true;
+                break;
+            }
+            Ok(_) | Err(false) => {}
+            Err(true) => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let startup = started.elapsed().as_secs_f64();
+    let cpu0 = cpu_seconds();
+    let decoded0 = decoded_now();
+    let t0 = Instant::now();
     let limit = Duration::from_secs_f64(cfg.seconds);
     let mut delivered = 0u64;
-    let mut end_error = None;
-    while t0.elapsed() < limit && !stop.load(Ordering::Acquire) {
+    while !ended && t0.elapsed() < limit && !stop.load(Ordering::Acquire) {
         match sub.recv_timeout(Duration::from_millis(20)) {
             Ok(RuntimeEvent::Label(l)) => {
                 delivered += 1;
@@ -189,7 +230,9 @@ pub fn run(
     let info = rt.stream("ingest");
     drop(sub);
     rt.shutdown()?;
-    let (decoded, native) = info.map(|i| (i.decoded, i.native_fps)).unwrap_or((0, None));
+    let (decoded, native) = info
+        .map(|i| (i.decoded.saturating_sub(decoded0), i.native_fps))
+        .unwrap_or((0, None));
     if let Some(e) = end_error {
         return Err(PipelineError::StreamFailed(e));
     }
@@ -211,6 +254,7 @@ pub fn run(
         .map(|n| per_core / n);
     Ok(IngestReport {
         source: spec.shown.clone(),
+        startup_seconds: startup,
         seconds: wall,
         frames_decoded: decoded,
         decoded_fps: decoded as f64 / wall,

@@ -141,6 +141,9 @@ fn bench_ingest_h264_reports_throughput_and_latency() {
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let j = last_json(&r.stdout);
+    // the window opens at the first decoded frame: start-up is reported apart
+    assert!(j["startup_seconds"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(j["seconds"].as_f64().unwrap() >= 2.0, "{j}");
     assert!(j["frames_decoded"].as_u64().unwrap() > 10, "{j}");
     let native = j["native_fps"].as_f64().unwrap();
     assert!((native - 30.0).abs() < 1.0, "native fps {native}");
